@@ -1,0 +1,54 @@
+# The template repository's own checks. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+# uv from PATH, else where `python3 -m pip install --user uv` puts it. Exported for tests/conftest.py.
+UV := $(or $(shell command -v uv 2>/dev/null),$(HOME)/.local/bin/uv)
+export UV
+# Services the variant tests need (scripts/services.sh); a kafka variant adds `kafka`.
+SERVICES ?= postgres redis
+LINT_PATHS := tests extensions
+
+# Run the rest of a recipe line with the services' URLs (TEST_DATABASE_URL, ...) exported.
+with_services = services_env=$$(scripts/services.sh $(SERVICES)) && eval "$$services_env" &&
+
+ifneq ($(filter test-variant render,$(MAKECMDGOALS)),)
+  $(if $(V),,$(error set V to a name from variants.yml, e.g. make $(MAKECMDGOALS) V=arq-default))
+endif
+ifneq ($(filter render,$(MAKECMDGOALS)),)
+  $(if $(DEST),,$(error set DEST to a new directory, e.g. make render V=$(V) DEST=../orders-service))
+endif
+
+.PHONY: help services sync lint check test test-variant render
+
+help: ## List the targets
+	@echo "usage: make TARGET   (variants are named in variants.yml)"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(UV):
+	python3 -m pip install --user uv
+
+services: ## Start PostgreSQL and Redis unless running; print their URLs
+	scripts/services.sh $(SERVICES)
+
+sync: | $(UV) ## Install the test tooling into .venv (uv sync)
+	$(UV) sync
+
+lint: sync ## ruff check and ruff format --check, then mypy, on tests/ and extensions/
+	$(UV) run --no-sync ruff check $(LINT_PATHS)
+	$(UV) run --no-sync ruff format --check $(LINT_PATHS)
+	$(UV) run --no-sync mypy $(LINT_PATHS)
+
+check: lint ## Lint, question and render tests (no services needed)
+	$(UV) run --no-sync pytest -m "not variant"
+
+test: $(UV) services lint ## All of it, as CI runs it: lint, question, render and variant tests
+	$(with_services) $(UV) run --no-sync pytest
+
+test-variant: $(UV) services sync ## Render and variant tests of one variant: V=arq-default
+	$(with_services) $(UV) run --no-sync pytest --variant "$(V)" tests/test_render.py tests/test_variants.py
+
+render: sync ## Render one variant into a new directory: V=arq-default DEST=../orders-service
+	$(UV) run --no-sync python tests/conftest.py "$(V)" "$(DEST)"

@@ -1,0 +1,448 @@
+"""Jinja extension for this template: answer validation and contract rendering filters.
+
+copier.yml validators call the ``*_error(s)`` filters, which return "" for a good answer and a
+message naming the question (and, for contracts, the contract and the field) otherwise.
+Template files use the rendering filters: published, consumed, py_type, contract_imports,
+snake, kebab and class_name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import keyword
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from jinja2 import Environment
+from jinja2.ext import Extension
+
+Contract = Mapping[str, Any]
+
+SCALAR_TYPES: Mapping[str, str] = {
+    "str": "str",
+    "int": "int",
+    "float": "float",
+    "bool": "bool",
+    "decimal": "Decimal",
+    "uuid": "UUID",
+    # Events are stamped in absolute time: naive datetimes are refused when the event is built.
+    "datetime": "AwareDatetime",
+    "date": "date",
+}
+TYPE_IMPORTS: Mapping[str, tuple[str, str]] = {
+    "decimal": ("decimal", "Decimal"),
+    "uuid": ("uuid", "UUID"),
+    "datetime": ("pydantic", "AwareDatetime"),
+    "date": ("datetime", "date"),
+}
+THIRD_PARTY = frozenset({"pydantic"})
+KEY_TYPES = ("str", "int", "uuid")
+ROLES = ("publish", "consume", "both")
+CONTRACT_KEYS: Mapping[str, str] = {
+    "name": "PascalCase, like 'OrderPlaced'",
+    "version": "an integer >= 1",
+    "topic": "the Kafka topic / arq queue name",
+    "key": "one of its fields, of type str, int or uuid",
+    "role": "publish, consume or both",
+    "fields": "a mapping of field name to type",
+}
+TYPES_HINT = "str, int, float, bool, decimal, uuid, datetime, date, or list[...] of those"
+
+NAME_RE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+IDENTIFIER_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+LIST_RE = re.compile(r"^list\[(\w+)\]$")
+
+# Public attributes of pydantic.BaseModel (v2) that a field would shadow; model_* is refused apart.
+BASEMODEL_ATTRIBUTES = frozenset(
+    {
+        "construct",
+        "copy",
+        "dict",
+        "from_orm",
+        "json",
+        "parse_file",
+        "parse_obj",
+        "parse_raw",
+        "schema",
+        "schema_json",
+        "update_forward_refs",
+        "validate",
+    }
+)
+# Type names the generated models import or use in annotations.
+SHADOWED_TYPES = frozenset({"str", "int", "float", "bool", "list", "date", "datetime"})
+# Imports of the rendered service (and its tests/migrations folders) a package must not shadow.
+DEPENDENCIES = frozenset(
+    {
+        "aiokafka",
+        "alembic",
+        "anyio",
+        "arq",
+        "asyncpg",
+        "fastapi",
+        "httpx",
+        "hypothesis",
+        "migrations",
+        "mypy",
+        "prometheus_client",
+        "pydantic",
+        "pydantic_settings",
+        "pytest",
+        "redis",
+        "ruff",
+        "sqlalchemy",
+        "starlette",
+        "structlog",
+        "testcontainers",
+        "tests",
+        "typing_extensions",
+        "uvicorn",
+    }
+)
+
+
+# Rendering filters
+
+
+def snake(name: str) -> str:
+    """Return ``name`` in snake_case: "OrderPlaced" -> "order_placed"."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name)
+    return re.sub(r"[^A-Za-z0-9]+", "_", spaced).strip("_").lower()
+
+
+def kebab(name: str) -> str:
+    """Return ``name`` in kebab-case: "OrderPlaced" -> "order-placed"."""
+    return snake(name).replace("_", "-")
+
+
+def class_name(contract: Contract) -> str:
+    """Return the model class name of a contract: OrderPlaced v1 -> "OrderPlacedV1"."""
+    return f"{contract['name']}V{contract['version']}"
+
+
+def py_type(field_type: str) -> str:
+    """Return the annotation of a field type: "uuid" -> "UUID", "list[uuid]" -> "list[UUID]"."""
+    if match := LIST_RE.match(field_type):
+        return f"list[{py_type(match.group(1))}]"
+    if field_type not in SCALAR_TYPES:
+        raise ValueError(
+            f"unknown contract field type {field_type!r} (expected one of: {TYPES_HINT})"
+        )
+    return SCALAR_TYPES[field_type]
+
+
+def published(contracts: object) -> list[Contract]:
+    """Return the contracts this service publishes (role publish or both)."""
+    return [c for c in _contract_list(contracts) if c.get("role") in ("publish", "both")]
+
+
+def consumed(contracts: object) -> list[Contract]:
+    """Return the contracts this service consumes (role consume or both)."""
+    return [c for c in _contract_list(contracts) if c.get("role") in ("consume", "both")]
+
+
+def contract_imports(contracts: object) -> list[str]:
+    """Return the import block the generated models need, grouped and sorted as ruff's isort wants.
+
+    Standard-library lines first (always ``typing.ClassVar``), then a blank line and
+    third-party lines when there are any.
+    """
+    names: dict[str, set[str]] = {"typing": {"ClassVar"}}
+    for contract in _contract_list(contracts):
+        for field_type in contract["fields"].values():
+            base = match.group(1) if (match := LIST_RE.match(field_type)) else field_type
+            if base in TYPE_IMPORTS:
+                module, name = TYPE_IMPORTS[base]
+                names.setdefault(module, set()).add(name)
+    lines = {
+        module: f"from {module} import {', '.join(sorted(names[module]))}"
+        for module in sorted(names)
+    }
+    stdlib = [line for module, line in lines.items() if module not in THIRD_PARTY]
+    third_party = [line for module, line in lines.items() if module in THIRD_PARTY]
+    return stdlib + (["", *third_party] if third_party else [])
+
+
+def tuple_of(names: Iterable[object]) -> str:
+    """Return a tuple literal of ``names`` as ruff formats it: "()", "(A,)", or one name a line."""
+    items = [str(name) for name in names]
+    if len(items) < 2:
+        return f"({items[0]},)" if items else "()"
+    return "(\n" + "".join(f"    {item},\n" for item in items) + ")"
+
+
+def import_list(names: Iterable[object]) -> str:
+    """Return the names part of a from-import as ruff formats it: "A", or one name a line."""
+    items = [str(name) for name in names]
+    if len(items) < 2:
+        return "".join(items)
+    return "(\n" + "".join(f"    {item},\n" for item in items) + ")"
+
+
+def identifier(text: str) -> str:
+    """Return ``text`` as a lowercase Python identifier: "Orders Service" -> "orders_service"."""
+    name = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return f"x_{name}" if name[:1].isdigit() else name
+
+
+def _contract_list(contracts: object) -> list[Contract]:
+    if isinstance(contracts, Mapping):
+        return [contracts]
+    if isinstance(contracts, list):
+        return [c for c in contracts if isinstance(c, Mapping)]
+    raise TypeError(f"contracts must be a list of contracts, got {type(contracts).__name__}")
+
+
+# Scalar validation filters
+
+
+def package_name_error(name: str) -> str:
+    """Return why ``name`` cannot be the Python package name, or "" if it can."""
+    if not IDENTIFIER_RE.match(name):
+        hint = identifier(name) or "orders_service"
+        return (
+            f"package_name {name!r} must be lowercase letters, digits and underscores, "
+            f"starting with a letter (like {hint!r})"
+        )
+    hint = f"choose another name, like '{name}_service'"
+    if keyword.iskeyword(name):
+        return f"package_name {name!r} is a Python keyword; {hint}"
+    if name in DEPENDENCIES:
+        return f"package_name {name!r} would shadow the dependency or folder {name!r}; {hint}"
+    if name in sys.stdlib_module_names:
+        return f"package_name {name!r} would shadow the standard library module {name!r}; {hint}"
+    return ""
+
+
+def text_error(text: str, question: str, *, required: bool = True) -> str:
+    """Return why ``text`` is not a usable one-line answer to ``question``, or ""."""
+    if required and not text.strip():
+        return f"{question} must not be empty"
+    if "\n" in text or "\r" in text:
+        return f"{question} must be a single line"
+    if '"' in text or "\\" in text:
+        return f"{question} must not contain double quotes or backslashes (it goes into strings)"
+    return ""
+
+
+def min_error(
+    value: object, question: str, minimum: float, *, exclusive: bool = False, minimum_name: str = ""
+) -> str:
+    """Return why ``value`` is below ``minimum`` (another answer if ``minimum_name``), or ""."""
+    operator = ">" if exclusive else ">="
+    bound = f"{minimum_name} ({minimum})" if minimum_name else str(minimum)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"{question} must be a number {operator} {bound} (got {value!r})"
+    ok = value > minimum if exclusive else value >= minimum  # written so that NaN fails
+    if ok:
+        return ""
+    if minimum_name:
+        return f"{question} ({value}) must be {operator} {minimum_name} ({minimum})"
+    return f"{question} must be {operator} {minimum} (got {value})"
+
+
+# Contract validation
+
+
+def contract_errors(contracts: object) -> str:
+    """Return every problem in the ``contracts`` answer, one per line, or "" when it is valid.
+
+    Each line names the contract (``contract 'OrderPlaced' v1``, or ``contract #2 ...`` while its
+    name or version is unusable) and the key or field at fault.
+    """
+    if not isinstance(contracts, list):
+        return f"contracts must be a YAML list of contracts, got {_kind(contracts)}"
+    if not contracts:
+        return "contracts must list at least one contract"
+    problems: list[str] = []
+    for number, contract in enumerate(contracts, start=1):
+        if not isinstance(contract, Mapping):
+            keys = ", ".join(CONTRACT_KEYS)
+            problems.append(
+                f"contract #{number}: must be a mapping with keys {keys}, got {_kind(contract)}"
+            )
+            continue
+        label = _label(number, contract)
+        problems.extend(f"{label}: {problem}" for problem in _problems(contract))
+    problems.extend(_duplicate_problems(contracts))
+    return "\n".join(problems)
+
+
+def _label(number: int, contract: Contract) -> str:
+    name, version = contract.get("name"), contract.get("version")
+    if not isinstance(name, str):
+        return f"contract #{number}"
+    if NAME_RE.match(name) and _version_problem(version) == "":
+        return f"contract {name!r} v{version}"
+    return f"contract #{number} {name!r}"
+
+
+def _problems(contract: Contract) -> Iterable[str]:
+    yield from _key_set_problems(contract)
+    checks: list[tuple[str, Callable[[Any], str]]] = [
+        ("name", _name_problem),
+        ("version", _version_problem),
+        ("topic", _topic_problem),
+        ("role", _role_problem),
+    ]
+    for key, check in checks:
+        if key in contract and (problem := check(contract[key])):
+            yield problem
+    fields = contract.get("fields")
+    if "fields" in contract:
+        yield from _fields_problems(fields)
+    if "key" in contract and isinstance(fields, Mapping):
+        yield from _key_problems(contract["key"], fields)
+
+
+def _key_set_problems(contract: Contract) -> Iterable[str]:
+    for key in contract:
+        if key not in CONTRACT_KEYS:
+            close = difflib.get_close_matches(str(key), CONTRACT_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            yield f"unknown key {key!r}{hint}; a contract has only {', '.join(CONTRACT_KEYS)}"
+    for key, meaning in CONTRACT_KEYS.items():
+        if key not in contract:
+            yield f"missing {key!r} ({meaning})"
+
+
+def _name_problem(name: object) -> str:
+    if isinstance(name, str) and NAME_RE.match(name):
+        return ""
+    suggestion = "".join(
+        part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", str(name))
+    )
+    if not NAME_RE.match(suggestion):
+        suggestion = "OrderPlaced"
+    return f"name must be PascalCase like {suggestion!r} (got {name!r})"
+
+
+def _version_problem(version: object) -> str:
+    if isinstance(version, bool):
+        return f"version must be an integer >= 1, got the boolean {version!r}"
+    if not isinstance(version, int) or version < 1:
+        return f"version must be an integer >= 1, got {version!r}"
+    return ""
+
+
+def _topic_problem(topic: object) -> str:
+    if isinstance(topic, str) and TOPIC_RE.match(topic) and topic not in (".", ".."):
+        return ""
+    return (
+        f"topic {topic!r} is not a valid topic/queue name (1-200 characters from A-Z a-z 0-9 . _ -)"
+    )
+
+
+def _role_problem(role: object) -> str:
+    if role in ROLES:
+        return ""
+    return f"role {role!r} must be one of: {', '.join(ROLES)}"
+
+
+def _fields_problems(fields: object) -> Iterable[str]:
+    if not isinstance(fields, Mapping) or not fields:
+        yield f"fields must be a non-empty mapping of field name to type, got {_kind(fields)}"
+        return
+    for name, field_type in fields.items():
+        if problem := _field_name_problem(name):
+            yield problem
+        if problem := _field_type_problem(field_type):
+            yield f"field {name!r} {problem}"
+
+
+def _field_name_problem(name: object) -> str:
+    if isinstance(name, bool):
+        return f"field {name!r}: YAML read this name as a boolean; quote it, like 'on': str"
+    if not isinstance(name, str) or not IDENTIFIER_RE.match(name):
+        return (
+            f"field {name!r}: name must be lowercase letters, digits and _, starting with a letter"
+        )
+    if keyword.iskeyword(name):
+        return f"field {name!r}: name is a Python keyword"
+    if name.startswith("model_") or name in BASEMODEL_ATTRIBUTES:
+        taken = ", ".join(sorted(BASEMODEL_ATTRIBUTES))
+        return f"field {name!r}: name clashes with pydantic.BaseModel (no 'model_' prefix, {taken})"
+    if name in SHADOWED_TYPES:
+        return (
+            f"field {name!r}: name shadows the type {name!r} in the model; use e.g. '{name}_value'"
+        )
+    return ""
+
+
+def _field_type_problem(field_type: object) -> str:
+    if isinstance(field_type, str):
+        match = LIST_RE.match(field_type)
+        if (match.group(1) if match else field_type) in SCALAR_TYPES:
+            return ""
+        if field_type.lower() in SCALAR_TYPES:
+            return f"has unknown type {field_type!r} (did you mean {field_type.lower()!r}?)"
+    return f"has unknown type {field_type!r} (expected one of: {TYPES_HINT})"
+
+
+def _key_problems(key: object, fields: Mapping[str, Any]) -> Iterable[str]:
+    if not isinstance(key, str) or key not in fields:
+        yield f"key {key!r} is not one of its fields ({', '.join(map(str, fields))})"
+        return
+    key_type = fields[key]
+    # An unknown type is reported on the field already.
+    if key_type not in KEY_TYPES and not _field_type_problem(key_type):
+        yield f"key {key!r} has type {key_type!r}; a key must be of type {', '.join(KEY_TYPES)}"
+
+
+def _duplicate_problems(contracts: list[Any]) -> Iterable[str]:
+    seen: dict[tuple[str, int], list[int]] = {}
+    snakes: dict[str, set[str]] = {}
+    for number, contract in enumerate(contracts, start=1):
+        if not isinstance(contract, Mapping):
+            continue
+        name, version = contract.get("name"), contract.get("version")
+        if isinstance(name, str) and NAME_RE.match(name):
+            snakes.setdefault(snake(name), set()).add(name)
+            if isinstance(version, int) and _version_problem(version) == "":
+                seen.setdefault((name, version), []).append(number)
+    for (name, version), numbers in seen.items():
+        if len(numbers) > 1:
+            times = "twice" if len(numbers) == 2 else f"{len(numbers)} times"
+            places = ", ".join(f"#{n}" for n in numbers[:-1]) + f" and #{numbers[-1]}"
+            yield f"contracts {name!r} v{version} appear {times} ({places})"
+    for snake_name, names in snakes.items():
+        if len(names) > 1:
+            listed = " and ".join(repr(n) for n in sorted(names))
+            yield f"contracts {listed} have the same snake_case name {snake_name!r}; rename one"
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, list | Mapping) and not value:
+        return f"an empty {type(value).__name__}"
+    return f"{type(value).__name__} {value!r}"
+
+
+FILTERS: Mapping[str, Callable[..., Any]] = {
+    "contract_errors": contract_errors,
+    "package_name_error": package_name_error,
+    "text_error": text_error,
+    "min_error": min_error,
+    "published": published,
+    "consumed": consumed,
+    "py_type": py_type,
+    "contract_imports": contract_imports,
+    "snake": snake,
+    "kebab": kebab,
+    "class_name": class_name,
+    "tuple_of": tuple_of,
+    "import_list": import_list,
+    "identifier": identifier,
+}
+
+
+class ContractsExtension(Extension):
+    """Registers this template's validation and contract filters on copier's Jinja environment."""
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        environment.filters.update(FILTERS)

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Make sure the services the variant tests talk to are up, then print their URLs as
+# `export NAME=value` lines on stdout (progress and errors go to stderr), so a caller can do
+#
+#     services_env=$(scripts/services.sh) && eval "$services_env"
+#
+# Usage: scripts/services.sh [SERVICE...]   SERVICE: postgres, redis, kafka (default: postgres redis)
+#
+# Idempotent: a service that answers is left alone; one that is stopped is started with the same
+# command the machine uses; one that is not installed is installed with apt-get first.
+# A URL already set in the environment (TEST_DATABASE_URL, TEST_REDIS_URL,
+# TEST_KAFKA_BOOTSTRAP_SERVERS, as CI's service containers provide) is trusted as is: that
+# service is not checked or started here.
+set -euo pipefail
+
+readonly HOST=127.0.0.1
+readonly PG_PORT=5432
+readonly REDIS_PORT=6379
+readonly WAIT_S=${SERVICES_WAIT_S:-60}
+
+log() { printf 'services: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=false
+apt_install() {
+  log "installing $* with apt-get"
+  if [[ $apt_updated == false ]]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+    apt_updated=true
+  fi
+  # Package scripts may fail to start the service where there is no init system; we start it below.
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2
+}
+
+# wait_for NAME COMMAND...: retry COMMAND once a second until it succeeds or WAIT_S runs out.
+wait_for() {
+  local name=$1 deadline=$((SECONDS + WAIT_S))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "$name is not ready after ${WAIT_S}s (checked with: $*)"
+    sleep 1
+  done
+}
+
+pg_ready() { pg_isready -q -h "$HOST" -p "$PG_PORT"; }
+
+pg_version() { ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1; }
+
+ensure_postgres() {
+  local installed=false version
+  if ! command -v pg_ctlcluster >/dev/null; then
+    apt_install postgresql postgresql-client
+    installed=true
+  fi
+  version=$(pg_version) || true
+  [[ -n $version ]] || die "no PostgreSQL cluster under /etc/postgresql"
+  if [[ $installed == true ]]; then
+    # A fresh cluster asks for a password over TCP; the tests connect as postgres without one.
+    local hba="/etc/postgresql/$version/main/pg_hba.conf"
+    printf 'host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n' |
+      as_root sh -c "cat - '$hba' > '$hba.new' && mv '$hba.new' '$hba'"
+  fi
+  local rc=0
+  pg_isready -q -h "$HOST" -p "$PG_PORT" || rc=$?
+  case $rc in
+    0)
+      [[ $installed == false ]] || as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload >&2
+      log "PostgreSQL is up on $HOST:$PG_PORT"
+      ;;
+    1) # still starting up
+      wait_for PostgreSQL pg_ready
+      log "PostgreSQL is up on $HOST:$PG_PORT"
+      ;;
+    *)
+      log "starting PostgreSQL $version"
+      as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start >&2
+      wait_for PostgreSQL pg_ready
+      log "PostgreSQL started on $HOST:$PG_PORT"
+      ;;
+  esac
+  psql -w -h "$HOST" -p "$PG_PORT" -U postgres -d postgres -Atqc 'select 1' >/dev/null ||
+    die "PostgreSQL on $HOST:$PG_PORT refuses user postgres without a password (needs trust auth)"
+  TEST_DATABASE_URL="postgresql://postgres@$HOST:$PG_PORT/postgres"
+}
+
+redis_ready() { [[ $(redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; }
+
+ensure_redis() {
+  command -v redis-server >/dev/null || apt_install redis-server
+  if redis_ready; then
+    log "Redis is up on $HOST:$REDIS_PORT"
+  else
+    log "starting Redis"
+    as_root mkdir -p /var/lib/redis /var/log/redis
+    as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" \
+      --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log >&2
+    wait_for Redis redis_ready
+    log "Redis started on $HOST:$REDIS_PORT"
+  fi
+  TEST_REDIS_URL="redis://$HOST:$REDIS_PORT/0"
+}
+
+# Kafka-compatible broker (tansu), for the kafka variant: scripts/kafka.sh owns it.
+ensure_kafka() {
+  local kafka_sh
+  kafka_sh="$(dirname "${BASH_SOURCE[0]}")/kafka.sh"
+  [[ -f $kafka_sh ]] || die "kafka was asked for but $kafka_sh does not exist"
+  bash "$kafka_sh" start </dev/null >&2
+  TEST_KAFKA_BOOTSTRAP_SERVERS=$(bash "$kafka_sh" env </dev/null)
+  TEST_KAFKA_BOOTSTRAP_SERVERS=${TEST_KAFKA_BOOTSTRAP_SERVERS#TEST_KAFKA_BOOTSTRAP_SERVERS=}
+}
+
+# ensure SERVICE VARIABLE: start SERVICE unless VARIABLE is preset, then print VARIABLE's export.
+ensure() {
+  local service=$1 var=$2
+  if [[ -n ${!var:-} ]]; then
+    log "$service: using $var from the environment"
+  else
+    "ensure_$service"
+  fi
+  printf 'export %s=%q\n' "$var" "${!var}"
+}
+
+TEST_DATABASE_URL=${TEST_DATABASE_URL:-}
+TEST_REDIS_URL=${TEST_REDIS_URL:-}
+TEST_KAFKA_BOOTSTRAP_SERVERS=${TEST_KAFKA_BOOTSTRAP_SERVERS:-}
+(($# > 0)) || set -- postgres redis
+for service in "$@"; do
+  case $service in
+    postgres) ensure postgres TEST_DATABASE_URL ;;
+    redis) ensure redis TEST_REDIS_URL ;;
+    kafka) ensure kafka TEST_KAFKA_BOOTSTRAP_SERVERS ;;
+    *) die "unknown service '$service' (known: postgres, redis, kafka)" ;;
+  esac
+done

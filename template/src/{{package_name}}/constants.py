@@ -1,0 +1,16 @@
+"""Names shared between components and with the database schema."""
+
+# Channel the outbox trigger notifies on every insert (see the first migration).
+OUTBOX_CHANNEL = "outbox_pending"
+
+# Transaction-scoped advisory lock that serialises relay claims across replicas.
+RELAY_CLAIM_LOCK_ID = 7_316_504_208
+
+# Dead-letter reasons.
+REASON_MALFORMED = "malformed_message"
+REASON_UNKNOWN_CONTRACT = "unknown_contract"
+REASON_INVALID_PAYLOAD = "invalid_payload"
+REASON_PERMANENT_ERROR = "permanent_error"
+REASON_ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+
+CORRELATION_HEADER = "x-correlation-id"

@@ -1,0 +1,226 @@
+"""Broker-independent message processing: decode, dedupe, handle, retry or dead-letter.
+
+A broker adapter hands each delivery to `Consumer.process` and acknowledges it only when that
+returns None; a `RetryLater` asks for redelivery after a delay. Anything else (an exception, a
+cancelled task) means "not done": the adapter must leave the message to be delivered again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from . import dlq, inbox, metrics
+from .constants import (
+    REASON_ATTEMPTS_EXHAUSTED,
+    REASON_INVALID_PAYLOAD,
+    REASON_MALFORMED,
+    REASON_PERMANENT_ERROR,
+    REASON_UNKNOWN_CONTRACT,
+)
+from .contracts import CONSUMED
+from .envelope import Contract, Envelope
+from .errors import ConfigurationError, RejectedMessage, describe
+from .retry import RetryPolicy
+from .settings import Settings
+
+log = structlog.get_logger(__name__)
+
+# The event parameter is typed per handler; the registry can only say "some contract".
+Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    raw: bytes | str
+    topic: str  # the contract topic it arrived on, before the environment's prefix
+    source: dict[str, Any] = field(default_factory=dict)  # broker coordinates, kept with dead letters
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    delay_s: float
+
+
+class Consumer:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        handlers: Mapping[type[Contract], Handler],
+        settings: Settings,
+    ) -> None:
+        _check_handlers(handlers)
+        self.name = settings.service_name
+        self._sessionmaker = sessionmaker
+        self._handlers = dict(handlers)
+        self._policy = RetryPolicy.from_settings(settings)
+        self._handler_timeout_s = settings.handler_timeout_s
+        self._contracts = {(c.EVENT_TYPE, c.SCHEMA_VERSION): c for c in handlers}
+
+    async def process(self, delivery: Delivery) -> RetryLater | None:
+        try:
+            envelope, event = self._decode(delivery.raw)
+        except RejectedMessage as exc:
+            await self._dead_letter(delivery, exc, reason=exc.reason, attempts=1, envelope=_maybe(delivery))
+            return None
+        with structlog.contextvars.bound_contextvars(
+            correlation_id=envelope.correlation_id,
+            message_id=str(envelope.id),
+            event_type=envelope.type,
+        ):
+            return await self._process_event(delivery, envelope, event)
+
+    def _decode(self, raw: bytes | str) -> tuple[Envelope, Contract]:
+        try:
+            envelope = Envelope.decode(raw)
+        except ValidationError as exc:
+            raise RejectedMessage(REASON_MALFORMED, _summary(exc)) from None
+        contract = self._contracts.get((envelope.type, envelope.schema_version))
+        if contract is None:
+            known = ", ".join(f"{t} v{v}" for t, v in sorted(self._contracts)) or "none"
+            raise RejectedMessage(
+                REASON_UNKNOWN_CONTRACT,
+                f"{envelope.type} v{envelope.schema_version} is not consumed here (consumed: {known})",
+            )
+        try:
+            return envelope, contract.model_validate(envelope.payload)
+        except ValidationError as exc:
+            raise RejectedMessage(REASON_INVALID_PAYLOAD, _summary(exc)) from None
+
+    async def _process_event(
+        self, delivery: Delivery, envelope: Envelope, event: Contract
+    ) -> RetryLater | None:
+        async with self._sessionmaker.begin() as session:
+            attempt = await inbox.record_attempt(session, self.name, envelope.id)
+        if attempt.settled:
+            self._duplicate(envelope)
+            return None
+        if attempt.number > self._policy.max_attempts:
+            # The previous attempt never reported back: the worker died or was stopped mid-handler.
+            error = RuntimeError(attempt.last_error or "the worker stopped during the previous attempt")
+            await self._dead_letter(
+                delivery,
+                error,
+                reason=REASON_ATTEMPTS_EXHAUSTED,
+                attempts=attempt.number - 1,
+                envelope=envelope,
+            )
+            return None
+        try:
+            async with asyncio.timeout(self._handler_timeout_s):
+                async with self._sessionmaker.begin() as session:
+                    if not await inbox.settle(session, self.name, envelope.id):
+                        self._duplicate(envelope)
+                        return None
+                    await self._handlers[type(event)](session, event, envelope)
+        except Exception as exc:  # noqa: BLE001 - the error's `retriable` decides, below
+            return await self._failed(delivery, envelope, attempt.number, exc)
+        metrics.MESSAGES_CONSUMED.labels(envelope.type, "processed").inc()
+        log.info("message_processed", attempt=attempt.number)
+        return None
+
+    async def _failed(
+        self, delivery: Delivery, envelope: Envelope, attempt: int, exc: Exception
+    ) -> RetryLater | None:
+        if not getattr(exc, "retriable", True):
+            await self._dead_letter(
+                delivery, exc, reason=REASON_PERMANENT_ERROR, attempts=attempt, envelope=envelope
+            )
+            return None
+        if attempt >= self._policy.max_attempts:
+            await self._dead_letter(
+                delivery, exc, reason=REASON_ATTEMPTS_EXHAUSTED, attempts=attempt, envelope=envelope
+            )
+            return None
+        async with self._sessionmaker.begin() as session:
+            await inbox.record_failure(session, self.name, envelope.id, describe(exc))
+        delay_s = self._policy.delay_s(attempt)
+        metrics.MESSAGES_RETRIED.labels(envelope.type).inc()
+        log.warning(
+            "message_retry_scheduled", attempt=attempt, delay_s=round(delay_s, 3), error=describe(exc)
+        )
+        return RetryLater(delay_s)
+
+    def _duplicate(self, envelope: Envelope) -> None:
+        metrics.MESSAGES_CONSUMED.labels(envelope.type, "duplicate").inc()
+        log.info("inbox_duplicate")
+
+    async def _dead_letter(
+        self,
+        delivery: Delivery,
+        exc: BaseException,
+        *,
+        reason: str,
+        attempts: int,
+        envelope: Envelope | None,
+    ) -> None:
+        raw = delivery.raw.decode(errors="replace") if isinstance(delivery.raw, bytes) else delivery.raw
+        contract = self._contracts.get((envelope.type, envelope.schema_version)) if envelope else None
+        letter = dlq.DeadLetter(
+            consumer=self.name,
+            topic=delivery.topic,
+            raw=raw,
+            reason=reason,
+            error_type=type(exc).__name__,
+            error_message=describe(exc),
+            attempts=attempts,
+            message_id=envelope.id if envelope else None,
+            type=envelope.type if envelope else None,
+            schema_version=envelope.schema_version if envelope else None,
+            key=_key(contract, envelope),
+            source=delivery.source,
+        )
+        async with self._sessionmaker.begin() as session:
+            added = await dlq.add(session, letter)
+            if envelope is not None:
+                # Settled: a redelivery of a dead-lettered message is a duplicate until replayed.
+                await inbox.record_attempt(session, self.name, envelope.id)
+                await inbox.settle(session, self.name, envelope.id)
+        if added:
+            metrics.MESSAGES_DEAD_LETTERED.labels(reason).inc()
+        log.error(
+            "message_dead_lettered",
+            reason=reason,
+            attempts=attempts,
+            error=letter.error_message,
+            already_dead_lettered=not added,
+        )
+
+
+def _check_handlers(handlers: Mapping[type[Contract], Handler]) -> None:
+    missing = [c.__name__ for c in CONSUMED if c not in handlers]
+    extra = [c.__name__ for c in handlers if c not in CONSUMED]
+    if missing or extra:
+        raise ConfigurationError(
+            "handlers must cover exactly the consumed contracts: "
+            f"missing {missing or 'none'}, not consumed {extra or 'none'}"
+        )
+
+
+def _maybe(delivery: Delivery) -> Envelope | None:
+    """The envelope, when only its payload or contract was at fault."""
+    try:
+        return Envelope.decode(delivery.raw)
+    except ValidationError:
+        return None
+
+
+def _key(contract: type[Contract] | None, envelope: Envelope | None) -> str | None:
+    if contract is None or envelope is None:
+        return None
+    value = envelope.payload.get(contract.KEY_FIELD)
+    return None if value is None else str(value)
+
+
+def _summary(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "message"
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"

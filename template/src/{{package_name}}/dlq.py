@@ -1,0 +1,114 @@
+"""Dead letters: messages that will not be retried again, kept whole for inspection and replay."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from pydantic import ValidationError
+from sqlalchemy import Row, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from . import inbox
+from .broker import OutboundMessage, Publisher
+from .envelope import Envelope
+from .tables import dead_letters
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    consumer: str
+    topic: str
+    raw: str
+    reason: str
+    error_type: str
+    error_message: str
+    attempts: int
+    message_id: UUID | None = None
+    type: str | None = None
+    schema_version: int | None = None
+    key: str | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+class ReplayError(Exception):
+    """A dead letter that cannot be replayed as it stands."""
+
+
+async def add(session: AsyncSession, letter: DeadLetter) -> bool:
+    """Insert the dead letter; False if this message is already dead-lettered (a redelivery)."""
+    statement = (
+        insert(dead_letters)
+        .values(
+            consumer=letter.consumer,
+            message_id=letter.message_id,
+            type=letter.type,
+            schema_version=letter.schema_version,
+            topic=letter.topic,
+            key=letter.key,
+            raw=letter.raw,
+            reason=letter.reason,
+            error_type=letter.error_type,
+            error_message=letter.error_message,
+            attempts=letter.attempts,
+            source=letter.source,
+        )
+        .on_conflict_do_nothing(
+            index_elements=["consumer", "message_id"],
+            index_where=dead_letters.c.replayed_at.is_(None) & dead_letters.c.message_id.is_not(None),
+        )
+    )
+    result = await session.execute(statement)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def pending(session: AsyncSession, *, limit: int = 50) -> list[Row[Any]]:
+    """Dead letters not yet replayed, oldest first."""
+    statement = (
+        select(dead_letters)
+        .where(dead_letters.c.replayed_at.is_(None))
+        .order_by(dead_letters.c.id)
+        .limit(limit)
+    )
+    return list((await session.execute(statement)).all())
+
+
+async def get(session: AsyncSession, letter_id: int) -> Row[Any] | None:
+    return (await session.execute(select(dead_letters).where(dead_letters.c.id == letter_id))).one_or_none()
+
+
+async def replay(
+    sessionmaker: async_sessionmaker[AsyncSession], publisher: Publisher, letter_id: int
+) -> Envelope:
+    """Publish a dead letter's message again to its topic, with fresh delivery attempts.
+
+    The row stays locked until the broker has the message; if publishing fails nothing changes,
+    and if the commit fails after publishing, a second replay is absorbed by the inbox.
+    """
+    async with sessionmaker.begin() as session:
+        row = (
+            await session.execute(
+                select(dead_letters).where(dead_letters.c.id == letter_id).with_for_update()
+            )
+        ).one_or_none()
+        if row is None:
+            raise ReplayError(f"dead letter {letter_id} does not exist")
+        if row.replayed_at is not None:
+            raise ReplayError(
+                f"dead letter {letter_id} was already replayed at {row.replayed_at:%Y-%m-%d %H:%M:%S}"
+            )
+        try:
+            envelope = Envelope.decode(row.raw)
+        except ValidationError as exc:
+            raise ReplayError(
+                f"dead letter {letter_id} is not a valid envelope ({exc.error_count()} errors); "
+                "it cannot be replayed as it is"
+            ) from None
+        await inbox.forget(session, row.consumer, envelope.id)
+        await publisher.publish(OutboundMessage(row.topic, row.key or str(envelope.id), envelope))
+        await session.execute(
+            update(dead_letters).where(dead_letters.c.id == letter_id).values(replayed_at=func.now())
+        )
+    return envelope

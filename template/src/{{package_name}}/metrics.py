@@ -1,0 +1,28 @@
+"""Prometheus metrics. Names are documented in the README; keep them stable."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, start_http_server
+
+OUTBOX_PUBLISHED = Counter("outbox_published_total", "Events the relay handed to the broker", ["topic"])
+OUTBOX_PUBLISH_FAILURES = Counter(
+    "outbox_publish_failures_total", "Publish attempts that failed or timed out", ["topic"]
+)
+OUTBOX_LEASES_LOST = Counter(
+    "outbox_leases_lost_total", "Published rows another relay had claimed before this one marked them"
+)
+OUTBOX_PENDING = Gauge("outbox_pending", "Outbox rows not yet published")
+OUTBOX_OLDEST_AGE = Gauge("outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox row")
+MESSAGES_CONSUMED = Counter(
+    "messages_consumed_total", "Messages the worker finished with", ["type", "outcome"]
+)
+MESSAGES_RETRIED = Counter(
+    "messages_retried_total", "Handler failures scheduled for another attempt", ["type"]
+)
+MESSAGES_DEAD_LETTERED = Counter("messages_dead_lettered_total", "Messages dead-lettered", ["reason"])
+
+
+def serve(port: int | None) -> None:
+    """Expose /metrics on `port` for processes without an HTTP server of their own."""
+    if port is not None:
+        start_http_server(port)

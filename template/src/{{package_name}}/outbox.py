@@ -1,0 +1,44 @@
+"""The transactional outbox: events are written in the caller's transaction and published later."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .contracts import PUBLISHED
+from .envelope import Contract, Envelope
+from .logs import current_correlation_id
+from .tables import outbox
+
+
+class NotPublished(TypeError):
+    """The event's contract is not one this service publishes."""
+
+
+async def add(session: AsyncSession, event: Contract) -> Envelope:
+    """Write `event` to the outbox inside the session's current transaction; never commits.
+
+    The event reaches the broker only if the caller's transaction commits. Writers of the same
+    key are serialised until commit, so the relay sees each key's events in commit order.
+    """
+    if type(event) not in PUBLISHED:
+        raise NotPublished(
+            f"{type(event).__name__} is not a published contract of this service "
+            f"(published: {', '.join(c.__name__ for c in PUBLISHED) or 'none'})"
+        )
+    envelope = Envelope.wrap(event, correlation_id=current_correlation_id())
+    key = event.key()
+    await session.execute(
+        select(func.pg_advisory_xact_lock(func.hashtextextended(f"{event.TOPIC}\x1f{key}", 0)))
+    )
+    await session.execute(
+        insert(outbox).values(
+            message_id=envelope.id,
+            topic=event.TOPIC,
+            key=key,
+            type=envelope.type,
+            schema_version=envelope.schema_version,
+            envelope=envelope.model_dump(mode="json"),
+        )
+    )
+    return envelope

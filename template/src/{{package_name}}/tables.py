@@ -1,0 +1,127 @@
+"""The schema, as SQLAlchemy Core tables. The migrations create exactly this (a test compares them)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+# Events waiting to be published, written in the same transaction as the change they describe.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("message_id", Uuid, nullable=False, unique=True),
+    Column("topic", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("schema_version", Integer, nullable=False),
+    Column("envelope", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("published_at", DateTime(timezone=True)),
+    Column("lease_owner", Text),
+    Column("lease_expires_at", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    # Partial indexes keep the relay's work proportional to what is pending, not to history.
+    Index("ix_outbox_pending", "id", postgresql_where=text("published_at IS NULL")),
+    Index(
+        "ix_outbox_pending_key",
+        "topic",
+        "key",
+        "id",
+        postgresql_where=text("published_at IS NULL"),
+    ),
+    Index(
+        "ix_outbox_published_at",
+        "published_at",
+        postgresql_where=text("published_at IS NOT NULL"),
+    ),
+)
+
+# One row per (consumer, message): delivery attempts, and whether the effect was committed.
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("consumer", Text, nullable=False),
+    Column("message_id", Uuid, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("processed_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    PrimaryKeyConstraint("consumer", "message_id", name="pk_inbox"),
+    Index(
+        "ix_inbox_processed_at",
+        "processed_at",
+        postgresql_where=text("processed_at IS NOT NULL"),
+    ),
+)
+
+# Messages that will not be retried again, kept whole so an operator can inspect and replay them.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("consumer", Text, nullable=False),
+    Column("message_id", Uuid),
+    Column("type", Text),
+    Column("schema_version", Integer),
+    Column("topic", Text, nullable=False),
+    Column("key", Text),
+    Column("raw", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("error_type", Text, nullable=False),
+    Column("error_message", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("source", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("dead_lettered_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("replayed_at", DateTime(timezone=True)),
+    # A redelivered message is dead-lettered once, until an operator replays it.
+    Index(
+        "uq_dead_letters_pending",
+        "consumer",
+        "message_id",
+        unique=True,
+        postgresql_where=text("replayed_at IS NULL AND message_id IS NOT NULL"),
+    ),
+)
+
+# --- Example domain: replace with your own tables (and a migration for them). ---
+
+example_records = Table(
+    "example_records",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("contract", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("data", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+example_effects = Table(
+    "example_effects",
+    metadata,
+    # Deliberately no unique constraint on message_id: the inbox alone must prevent double effects.
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("message_id", Uuid, nullable=False),
+    Column("contract", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("data", JSONB, nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

@@ -1,0 +1,44 @@
+"""Where the test servers come from: an environment variable, or a Testcontainers container."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+IMAGES = {"postgres": "postgres:16-alpine", "redis": "redis:7-alpine"}
+
+
+@contextmanager
+def server_url(variable: str, kind: str) -> Iterator[str]:
+    """Yield the server URL from `variable`, or start a container of `kind` for the session."""
+    url = os.environ.get(variable)
+    if url:
+        yield url
+        return
+    container = _container(variable, kind)
+    with container:
+        yield _url(container, kind)
+
+
+def _container(variable: str, kind: str) -> Any:
+    if not (os.environ.get("DOCKER_HOST") or os.path.exists("/var/run/docker.sock")):
+        raise RuntimeError(
+            f"{variable} is not set and there is no Docker engine for Testcontainers. "
+            f"Set {variable} to a running {kind} server, or start Docker."
+        )
+    if kind == "postgres":
+        from testcontainers.postgres import PostgresContainer
+
+        return PostgresContainer(IMAGES[kind], driver=None)
+    from testcontainers.redis import RedisContainer
+
+    return RedisContainer(IMAGES[kind])
+
+
+def _url(container: Any, kind: str) -> str:
+    if kind == "postgres":
+        return str(container.get_connection_url())
+    host = container.get_container_host_ip()
+    return f"redis://{host}:{container.get_exposed_port(6379)}/0"

@@ -1,0 +1,302 @@
+"""The variants, rendering them once per session, running commands in them, and the report.
+
+Run as a script it renders one variant for a look at the result (`make render`):
+    python tests/conftest.py VARIANT DEST
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from shutil import copytree, ignore_patterns, which
+from typing import Any
+
+import copier
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+VARIANTS_FILE = REPO / "variants.yml"
+ANSWERS_FILE = ".copier-answers.yml"
+# Generated on the way, never part of the template: left out of the render source and of scans.
+NOT_SOURCE = (".git", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache")
+TAIL_LINES = 80
+SYNC_TIMEOUT_S = 900
+# variant -> (result, seconds) of its `variant`-marked tests, for the table at the end.
+VARIANT_RESULTS = pytest.StashKey[dict[str, tuple[str, float]]]()
+# A variant's result is its worst test's: later in this tuple is worse.
+OUTCOMES = ("passed", "skipped", "failed", "error")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    data: dict[str, Any]
+
+
+def load_variants() -> dict[str, Variant]:
+    entries = yaml.safe_load(VARIANTS_FILE.read_text())["variants"]
+    variants = {entry["name"]: Variant(entry["name"], entry.get("data") or {}) for entry in entries}
+    if len(variants) != len(entries):
+        raise ValueError(f"{VARIANTS_FILE}: variant names must be unique")
+    return variants
+
+
+VARIANTS = load_variants()
+
+
+def copy_template(dest: Path) -> Path:
+    """Copy the working tree, as it is on disk, to `dest`, the source for copier.
+
+    Copier renders a git checkout through a clone of it: uncommitted changes come along only
+    with a DirtyLocalWarning (an error under filterwarnings), and the result depends on what git
+    tracks. A plain copy without .git renders exactly what is on disk, whatever the git state.
+    """
+    copytree(REPO, dest, ignore=ignore_patterns(*NOT_SOURCE))
+    return dest
+
+
+def render(template: Path, variant: Variant, dest: Path, *, quiet: bool = True) -> copier.Worker:
+    return copier.run_copy(
+        str(template), dest, data=variant.data, defaults=True, unsafe=True, quiet=quiet
+    )
+
+
+def uv() -> str:
+    """The uv the Makefile found (UV), else the one on PATH, else pip's --user install."""
+    return os.environ.get("UV") or which("uv") or str(Path.home() / ".local/bin/uv")
+
+
+def subprocess_env() -> dict[str, str]:
+    """This environment minus what this session's own uv run, make and pytest added to it.
+
+    A rendered project is a uv project and a Makefile of its own: it must not see this repository's
+    virtual environment, nor make's variables (`V=...` travels in MAKEFLAGS) or pytest's.
+    """
+    dropped = {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONPATH", "PYTEST_ADDOPTS"}
+    dropped |= {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "PYTEST_CURRENT_TEST"}
+    env = {key: value for key, value in os.environ.items() if key not in dropped}
+    if sys.prefix != sys.base_prefix:  # running in this repository's .venv: take it off PATH
+        own_bin = Path(sys.prefix, "bin")
+        path = env.get("PATH", "").split(os.pathsep)
+        env["PATH"] = os.pathsep.join(p for p in path if p and Path(p) != own_bin)
+    return env
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def run_logged(
+    args: Sequence[str], *, cwd: Path, log: Path, timeout_s: float, env: dict[str, str]
+) -> int | None:
+    """Run `args` with its output in `log`; its exit code, or None when it timed out.
+
+    It runs in a session of its own so that a timeout ends the whole tree (make, pytest, the
+    service processes its tests start), not only the direct child.
+    """
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            return proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def run_checked(args: Sequence[str], *, cwd: Path, timeout_s: float = SYNC_TIMEOUT_S) -> str:
+    """Run `args` in `cwd`; its output, or fail the test with the command and its output's tail."""
+    try:
+        proc = subprocess.run(
+            args,
+            cwd=cwd,
+            env=subprocess_env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`{' '.join(args)}` in {cwd} took over {timeout_s}s", pytrace=False)
+    output = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        pytest.fail(
+            f"`{' '.join(args)}` in {cwd} exited {proc.returncode}:\n{tail(output)}", pytrace=False
+        )
+    return output
+
+
+@dataclass(frozen=True)
+class Rendered:
+    variant: Variant
+    path: Path
+    # Every file as copier wrote it (relative paths), listed before any tool wrote into the tree.
+    files: tuple[Path, ...]
+    secret_questions: frozenset[str]
+
+
+class Renders:
+    """Each variant rendered once, and `uv sync`ed once, per session; the tests share them."""
+
+    def __init__(self, base: Path) -> None:
+        self._base = base
+        self._template: Path | None = None
+        self._rendered: dict[str, Rendered | str] = {}  # a str: why rendering failed
+        self._synced: set[str] = set()
+
+    def get(self, variant: Variant) -> Rendered:
+        if variant.name not in self._rendered:
+            try:
+                self._rendered[variant.name] = self._render(variant)
+            except Exception as error:
+                self._rendered[variant.name] = f"{type(error).__name__}: {error}"
+                raise
+        result = self._rendered[variant.name]
+        if isinstance(result, str):
+            pytest.fail(f"variant {variant.name} did not render: {result}", pytrace=False)
+        return result
+
+    def synced(self, variant: Variant) -> Rendered:
+        rendered = self.get(variant)
+        if variant.name not in self._synced:
+            run_checked([uv(), "sync"], cwd=rendered.path)
+            self._synced.add(variant.name)
+        return rendered
+
+    def _render(self, variant: Variant) -> Rendered:
+        if self._template is None:
+            self._template = copy_template(self._base / "template-source")
+        dest = self._base / variant.name / "project"
+        worker = render(self._template, variant, dest)
+        files = tuple(
+            sorted(
+                path.relative_to(dest)
+                for path in dest.rglob("*")
+                if path.is_file() and not set(path.relative_to(dest).parts) & set(NOT_SOURCE)
+            )
+        )
+        return Rendered(variant, dest, files, frozenset(worker.template.secret_questions))
+
+
+@pytest.fixture(scope="session")
+def renders(tmp_path_factory: pytest.TempPathFactory) -> Renders:
+    return Renders(tmp_path_factory.mktemp("renders"))
+
+
+@pytest.fixture
+def rendered(renders: Renders, variant: Variant) -> Rendered:
+    return renders.get(variant)
+
+
+@pytest.fixture
+def synced(renders: Renders, variant: Variant) -> Rendered:
+    return renders.synced(variant)
+
+
+# --- selecting variants: tests that take the `variant` argument run once per selected variant ---
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run the variant tests of this variant from variants.yml only (repeatable)",
+    )
+
+
+def selected_variants(config: pytest.Config) -> list[Variant]:
+    names: list[str] = config.getoption("--variant") or list(VARIANTS)
+    return [VARIANTS[name] for name in names]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    unknown = set(config.getoption("--variant")) - VARIANTS.keys()
+    if unknown:
+        raise pytest.UsageError(
+            f"unknown --variant {', '.join(sorted(unknown))}; variants.yml has: "
+            + ", ".join(VARIANTS)
+        )
+    config.stash[VARIANT_RESULTS] = {}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "variant" in metafunc.fixturenames:
+        chosen = selected_variants(metafunc.config)
+        metafunc.parametrize("variant", chosen, ids=[variant.name for variant in chosen])
+
+
+# --- the per-variant table at the end of the session ---
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    callspec = getattr(item, "callspec", None)
+    if item.get_closest_marker("variant") is None or callspec is None:
+        return report
+    name = callspec.params["variant"].name
+    results = item.config.stash[VARIANT_RESULTS]
+    outcome, seconds = results.get(name, ("passed", 0.0))
+    if report.skipped:
+        this = "skipped"
+    elif report.failed:
+        this = "failed" if report.when == "call" else "error"
+    else:
+        this = "passed"
+    results[name] = (max(outcome, this, key=OUTCOMES.index), seconds + report.duration)
+    return report
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    results = config.stash.get(VARIANT_RESULTS, {})
+    if not results:
+        return
+    terminalreporter.section("variants")
+    terminalreporter.write_line(f"{'variant':<32} {'result':<8} {'seconds':>8}")
+    for name, (outcome, seconds) in results.items():
+        terminalreporter.write_line(f"{name:<32} {outcome:<8} {seconds:>8.1f}")
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) != 2 or argv[0] not in VARIANTS:
+        print(f"usage: conftest.py VARIANT DEST; VARIANT: {', '.join(VARIANTS)}", file=sys.stderr)
+        return 2
+    name, dest = argv[0], Path(argv[1])
+    if dest.exists() and any(dest.iterdir()):
+        print(f"{dest} is not empty; give a new directory", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        render(copy_template(Path(tmp) / "template"), VARIANTS[name], dest, quiet=False)
+    # Its answers file points at the temporary copy: fine for a look, not for `copier update`.
+    print(f"rendered {name} into {dest} in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,84 @@
+"""Render tests: each variant renders, leaves no Jinja behind, passes ruff and mypy --strict."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+from conftest import ANSWERS_FILE, REPO, Rendered, Variant, run_checked, uv
+
+JINJA_MARKERS = ("{{", "{%", "{#")
+# `${{ ... }}` in a GitHub Actions workflow is the runner's own expression syntax, not Jinja.
+GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
+SECRET_LOOKING = re.compile(r"password|secret|token|dsn", re.IGNORECASE)
+
+
+def test_template_file_names_have_no_double_quote() -> None:
+    # A double quote is not allowed in a Windows file name: such a checkout would break.
+    template = REPO / "template"
+    assert template.is_dir()
+    quoted = [str(path.relative_to(REPO)) for path in template.rglob("*") if '"' in path.name]
+    assert not quoted, f"file names with a double quote: {quoted}"
+
+
+def test_renders(rendered: Rendered) -> None:
+    assert (rendered.path / "pyproject.toml").is_file()
+
+
+def test_no_leftover_jinja(rendered: Rendered) -> None:
+    bad_names = [
+        str(path)
+        for path in rendered.files
+        if path.name.endswith(".jinja") or any(mark in str(path) for mark in JINJA_MARKERS)
+    ]
+    assert not bad_names, f"file names still templated: {bad_names}"
+    leftovers = []
+    for path in rendered.files:
+        try:
+            text = (rendered.path / path).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # not text
+        if path.parts[0] == ".github":
+            text = GITHUB_EXPRESSION.sub("", text)
+        for number, line in enumerate(text.splitlines(), start=1):
+            if any(mark in line for mark in JINJA_MARKERS):
+                leftovers.append(f"{path}:{number}: {line.strip()}")
+    assert not leftovers, "Jinja left in rendered files:\n" + "\n".join(leftovers)
+
+
+def test_answers_file(rendered: Rendered, variant: Variant) -> None:
+    answers_file = rendered.path / ANSWERS_FILE
+    assert answers_file.is_file(), f"{ANSWERS_FILE} was not rendered"
+    answers = yaml.safe_load(answers_file.read_text())
+    assert answers.get("_src_path"), f"{ANSWERS_FILE} has no _src_path: {answers}"
+    for question in ("project_name", "package_name", "broker", "contracts", "retry_max_attempts"):
+        assert question in answers, f"{ANSWERS_FILE} lacks the answer to {question}"
+    for question, value in variant.data.items():
+        assert answers[question] == value, f"{ANSWERS_FILE}: {question} is not the variant's"
+    secrets = sorted(rendered.secret_questions & answers.keys())
+    assert not secrets, f"{ANSWERS_FILE} holds secret answers: {secrets}"
+    secret_looking = [key for key in answers if SECRET_LOOKING.search(key)]
+    assert not secret_looking, f"{ANSWERS_FILE} holds answers that look secret: {secret_looking}"
+
+
+def test_ruff_check(synced: Rendered) -> None:
+    run_checked([uv(), "run", "--no-sync", "ruff", "check", "--no-fix", "."], cwd=synced.path)
+
+
+def test_ruff_format_changes_nothing(synced: Rendered) -> None:
+    run_checked([uv(), "run", "--no-sync", "ruff", "format", "--check", "."], cwd=synced.path)
+
+
+def test_mypy_strict(synced: Rendered) -> None:
+    targets = mypy_targets(synced.path)
+    run_checked([uv(), "run", "--no-sync", "mypy", "--strict", *targets], cwd=synced.path)
+
+
+def mypy_targets(project: Path) -> list[str]:
+    """What the project's own mypy config lists (`files`), else its src/ and tests/."""
+    config = tomllib.loads((project / "pyproject.toml").read_text())
+    if config.get("tool", {}).get("mypy", {}).get("files"):
+        return []
+    return [name for name in ("src", "tests") if (project / name).is_dir()]
