@@ -95,7 +95,7 @@ def upgrade() -> None:
         sa.Column("schema_version", sa.Integer),
         sa.Column("topic", sa.Text, nullable=False),
         sa.Column("key", sa.Text),
-        sa.Column("raw", sa.Text, nullable=False),
+        sa.Column("raw", sa.LargeBinary, nullable=False),
         sa.Column("reason", sa.Text, nullable=False),
         sa.Column("error_type", sa.Text, nullable=False),
         sa.Column("error_message", sa.Text, nullable=False),

@@ -161,7 +161,7 @@ class Consumer:
         attempts: int,
         envelope: Envelope | None,
     ) -> None:
-        raw = delivery.raw.decode(errors="replace") if isinstance(delivery.raw, bytes) else delivery.raw
+        raw = delivery.raw if isinstance(delivery.raw, bytes) else delivery.raw.encode()
         contract = self._contracts.get((envelope.type, envelope.schema_version)) if envelope else None
         letter = dlq.DeadLetter(
             consumer=self.name,
@@ -178,11 +178,13 @@ class Consumer:
             source=delivery.source,
         )
         async with self._sessionmaker.begin() as session:
+            # Settling first waits out a concurrent delivery of the same message: if that one
+            # had its effect, this is a duplicate, not a dead letter. Once settled, redeliveries
+            # of a dead-lettered message are duplicates until an operator replays it.
+            if envelope is not None and not await inbox.settle(session, self.name, envelope.id):
+                self._duplicate(envelope)
+                return
             added = await dlq.add(session, letter)
-            if envelope is not None:
-                # Settled: a redelivery of a dead-lettered message is a duplicate until replayed.
-                await inbox.record_attempt(session, self.name, envelope.id)
-                await inbox.settle(session, self.name, envelope.id)
         if added:
             metrics.MESSAGES_DEAD_LETTERED.labels(reason).inc()
         log.error(

@@ -21,7 +21,7 @@ from .tables import dead_letters
 class DeadLetter:
     consumer: str
     topic: str
-    raw: str
+    raw: bytes
     reason: str
     error_type: str
     error_message: str

@@ -34,4 +34,5 @@ class ConfigurationError(Exception):
 
 def describe(exc: BaseException, *, max_chars: int = 2000) -> str:
     """`Type: message`, capped, for logs and for error columns."""
-    return f"{type(exc).__name__}: {exc}"[:max_chars]
+    # NUL cannot be stored in PostgreSQL text; error messages may quote arbitrary input.
+    return f"{type(exc).__name__}: {exc}".replace("\x00", "\\x00")[:max_chars]

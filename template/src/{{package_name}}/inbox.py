@@ -44,20 +44,22 @@ async def record_attempt(session: AsyncSession, consumer: str, message_id: UUID)
 
 
 async def settle(session: AsyncSession, consumer: str, message_id: UUID) -> bool:
-    """Mark the message settled; False if someone else settled it first (a concurrent duplicate).
+    """Mark the message settled; False if it already was (by a duplicate delivery).
 
-    The row lock this takes makes a concurrent duplicate wait for our commit, then find it settled.
+    The row lock this takes makes a concurrent delivery of the same message wait for our
+    commit and then find the message settled; if we roll back, it may settle it instead.
     """
-    result = await session.execute(
-        update(inbox)
-        .where(
-            inbox.c.consumer == consumer,
-            inbox.c.message_id == message_id,
-            inbox.c.processed_at.is_(None),
+    statement = (
+        insert(inbox)
+        .values(consumer=consumer, message_id=message_id, processed_at=func.now())
+        .on_conflict_do_update(
+            constraint="pk_inbox",
+            set_={"processed_at": func.now()},
+            where=inbox.c.processed_at.is_(None),
         )
-        .values(processed_at=func.now())
+        .returning(inbox.c.message_id)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return (await session.execute(statement)).first() is not None
 
 
 async def record_failure(session: AsyncSession, consumer: str, message_id: UUID, error: str) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -84,7 +85,7 @@ dead_letters = Table(
     Column("schema_version", Integer),
     Column("topic", Text, nullable=False),
     Column("key", Text),
-    Column("raw", Text, nullable=False),
+    Column("raw", LargeBinary, nullable=False),  # exactly as received, even if not text
     Column("reason", Text, nullable=False),
     Column("error_type", Text, nullable=False),
     Column("error_message", Text, nullable=False),
