@@ -27,13 +27,14 @@ def upgrade() -> None:
     op.create_table(
         "outbox",
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-        sa.Column("message_id", sa.Uuid, nullable=False, unique=True),
+        sa.Column("message_id", sa.Uuid, nullable=False),
         sa.Column("topic", sa.Text, nullable=False),
         sa.Column("key", sa.Text, nullable=False),
         sa.Column("type", sa.Text, nullable=False),
         sa.Column("schema_version", sa.Integer, nullable=False),
         sa.Column("envelope", postgresql.JSONB, nullable=False),
         sa.Column("created_at", _TZ, nullable=False, server_default=_NOW),
+        sa.Column("available_at", _TZ, nullable=False, server_default=_NOW),
         sa.Column("published_at", _TZ),
         sa.Column("lease_owner", sa.Text),
         sa.Column("lease_expires_at", _TZ),
@@ -41,6 +42,13 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text),
     )
     op.create_index("ix_outbox_pending", "outbox", ["id"], postgresql_where=sa.text("published_at IS NULL"))
+    op.create_index(
+        "uq_outbox_pending_message",
+        "outbox",
+        ["message_id"],
+        unique=True,
+        postgresql_where=sa.text("published_at IS NULL"),
+    )
     op.create_index(
         "ix_outbox_pending_key",
         "outbox",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,14 +33,27 @@ async def add(session: AsyncSession, event: Contract) -> Envelope:
     await session.execute(
         select(func.pg_advisory_xact_lock(func.hashtextextended(f"{event.TOPIC}\x1f{key}", 0)))
     )
-    await session.execute(
-        insert(outbox).values(
-            message_id=envelope.id,
-            topic=event.TOPIC,
-            key=key,
-            type=envelope.type,
-            schema_version=envelope.schema_version,
-            envelope=envelope.model_dump(mode="json"),
-        )
-    )
+    await session.execute(insert(outbox).values(**_row(envelope, topic=event.TOPIC, key=key)))
     return envelope
+
+
+async def redeliver_later(
+    session: AsyncSession, envelope: Envelope, *, topic: str, key: str, delay_s: float
+) -> None:
+    """Queue an already-published message to be published again to `topic` after `delay_s`.
+
+    For retries that must not hold up the rest of a stream; runs in the caller's transaction.
+    """
+    due = func.now() + func.make_interval(0, 0, 0, 0, 0, 0, delay_s)
+    await session.execute(insert(outbox).values(**_row(envelope, topic=topic, key=key), available_at=due))
+
+
+def _row(envelope: Envelope, *, topic: str, key: str) -> dict[str, Any]:
+    return {
+        "message_id": envelope.id,
+        "topic": topic,
+        "key": key,
+        "type": envelope.type,
+        "schema_version": envelope.schema_version,
+        "envelope": envelope.model_dump(mode="json"),
+    }

@@ -39,6 +39,7 @@ _CLAIM = text(
     WITH claimable AS (
         SELECT o.id FROM outbox o
         WHERE o.published_at IS NULL
+          AND o.available_at <= now()
           AND NOT EXISTS (
               SELECT 1 FROM outbox held
               WHERE held.published_at IS NULL

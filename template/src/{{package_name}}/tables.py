@@ -27,13 +27,15 @@ outbox = Table(
     "outbox",
     metadata,
     Column("id", BigInteger, Identity(), primary_key=True),
-    Column("message_id", Uuid, nullable=False, unique=True),
+    Column("message_id", Uuid, nullable=False),
     Column("topic", Text, nullable=False),
     Column("key", Text, nullable=False),
     Column("type", Text, nullable=False),
     Column("schema_version", Integer, nullable=False),
     Column("envelope", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Not published before this time: later than created_at only for delayed redeliveries.
+    Column("available_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("published_at", DateTime(timezone=True)),
     Column("lease_owner", Text),
     Column("lease_expires_at", DateTime(timezone=True)),
@@ -41,6 +43,13 @@ outbox = Table(
     Column("last_error", Text),
     # Partial indexes keep the relay's work proportional to what is pending, not to history.
     Index("ix_outbox_pending", "id", postgresql_where=text("published_at IS NULL")),
+    # A message may be queued again once published (a delayed redelivery), never twice at once.
+    Index(
+        "uq_outbox_pending_message",
+        "message_id",
+        unique=True,
+        postgresql_where=text("published_at IS NULL"),
+    ),
     Index(
         "ix_outbox_pending_key",
         "topic",
