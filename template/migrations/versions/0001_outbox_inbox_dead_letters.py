@@ -32,7 +32,7 @@ def upgrade() -> None:
         sa.Column("key", sa.Text, nullable=False),
         sa.Column("type", sa.Text, nullable=False),
         sa.Column("schema_version", sa.Integer, nullable=False),
-        sa.Column("envelope", postgresql.JSONB, nullable=False),
+        sa.Column("envelope", sa.Text, nullable=False),
         sa.Column("created_at", _TZ, nullable=False, server_default=_NOW),
         sa.Column("available_at", _TZ, nullable=False, server_default=_NOW),
         sa.Column("published_at", _TZ),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -41,20 +41,7 @@ async def add(session: AsyncSession, letter: DeadLetter) -> bool:
     """Insert the dead letter; False if this message is already dead-lettered (a redelivery)."""
     statement = (
         insert(dead_letters)
-        .values(
-            consumer=letter.consumer,
-            message_id=letter.message_id,
-            type=letter.type,
-            schema_version=letter.schema_version,
-            topic=letter.topic,
-            key=letter.key,
-            raw=letter.raw,
-            reason=letter.reason,
-            error_type=letter.error_type,
-            error_message=letter.error_message,
-            attempts=letter.attempts,
-            source=letter.source,
-        )
+        .values(**asdict(letter))
         .on_conflict_do_nothing(
             index_elements=["consumer", "message_id"],
             index_where=dead_letters.c.replayed_at.is_(None) & dead_letters.c.message_id.is_not(None),

@@ -20,8 +20,9 @@ class Contract(BaseModel):
     TOPIC: ClassVar[str]
     KEY_FIELD: ClassVar[str]
 
-    def key(self) -> str:
-        """The ordering key: events with the same key are published in commit order."""
+    # Not `key()`: a contract may well have a field called `key`.
+    def ordering_key(self) -> str:
+        """The value of the key field: events with the same one are published in commit order."""
         return str(getattr(self, self.KEY_FIELD))
 
 

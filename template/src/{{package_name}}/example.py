@@ -24,7 +24,7 @@ async def create_record(session: AsyncSession, event: Contract) -> tuple[UUID, E
         insert(example_records).values(
             id=record_id,
             contract=event.EVENT_TYPE,
-            key=event.key(),
+            key=event.ordering_key(),
             data=event.model_dump(mode="json"),
         )
     )
@@ -38,7 +38,7 @@ async def record_effect(session: AsyncSession, event: Contract, envelope: Envelo
         insert(example_effects).values(
             message_id=envelope.id,
             contract=event.EVENT_TYPE,
-            key=event.key(),
+            key=event.ordering_key(),
             data=event.model_dump(mode="json"),
         )
     )

@@ -29,7 +29,7 @@ async def add(session: AsyncSession, event: Contract) -> Envelope:
             f"(published: {', '.join(c.__name__ for c in PUBLISHED) or 'none'})"
         )
     envelope = Envelope.wrap(event, correlation_id=current_correlation_id())
-    key = event.key()
+    key = event.ordering_key()
     await session.execute(
         select(func.pg_advisory_xact_lock(func.hashtextextended(f"{event.TOPIC}\x1f{key}", 0)))
     )
@@ -55,5 +55,5 @@ def _row(envelope: Envelope, *, topic: str, key: str) -> dict[str, Any]:
         "key": key,
         "type": envelope.type,
         "schema_version": envelope.schema_version,
-        "envelope": envelope.model_dump(mode="json"),
+        "envelope": envelope.encode().decode(),
     }

@@ -171,8 +171,7 @@ class Relay:
             )
             rows = sorted(result.all(), key=lambda row: row.id)
         return [
-            _Row(row.id, OutboundMessage(row.topic, row.key, Envelope.model_validate(row.envelope)))
-            for row in rows
+            _Row(row.id, OutboundMessage(row.topic, row.key, Envelope.decode(row.envelope))) for row in rows
         ]
 
     async def _publish_key(self, rows: Sequence[_Row], deadline: float) -> _KeyResult:

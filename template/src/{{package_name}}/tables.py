@@ -32,7 +32,8 @@ outbox = Table(
     Column("key", Text, nullable=False),
     Column("type", Text, nullable=False),
     Column("schema_version", Integer, nullable=False),
-    Column("envelope", JSONB, nullable=False),
+    # The exact JSON that will be published (text, not JSONB: JSONB refuses "\u0000" in strings).
+    Column("envelope", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # Not published before this time: later than created_at only for delayed redeliveries.
     Column("available_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
