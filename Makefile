@@ -7,8 +7,9 @@ MAKEFLAGS += --no-builtin-rules
 # uv from PATH, else where `python3 -m pip install --user uv` puts it. Exported for tests/conftest.py.
 UV := $(or $(shell command -v uv 2>/dev/null),$(HOME)/.local/bin/uv)
 export UV
-# Services the variant tests need (scripts/services.sh); a kafka variant adds `kafka`.
-SERVICES ?= postgres redis
+# Services the variant tests need (scripts/services.sh): all brokers' for every variant, else
+# those of variant V's broker (its name's first word, see variants.yml).
+SERVICES ?= postgres $(if $(V),$(if $(filter kafka-%,$(V)),kafka,redis),redis kafka)
 LINT_PATHS := tests extensions
 
 # Run the rest of a recipe line with the services' URLs (TEST_DATABASE_URL, ...) exported.

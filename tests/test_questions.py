@@ -567,6 +567,14 @@ def test_copier_accepts_the_defaults_and_computes_names(template: Path, tmp_path
     assert (tmp_path / "out" / "answers.txt").read_text() == "orders_service orders-service arq 2\n"
 
 
+def test_copier_accepts_kafka_and_validates_its_partitions(template: Path, tmp_path: Path) -> None:
+    run_questions(template, tmp_path / "out", broker="kafka")
+    assert (tmp_path / "out" / "answers.txt").read_text().endswith(" kafka 2\n")
+    message = "Validation error for question 'kafka_partitions': kafka_partitions must be >= 1"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        run_questions(template, tmp_path / "bad", broker="kafka", kafka_partitions=0)
+
+
 def test_copier_derives_package_name_and_slug(template: Path, tmp_path: Path) -> None:
     run_questions(template, tmp_path / "out", project_name="Billing Hub")
     assert (tmp_path / "out" / "answers.txt").read_text().startswith("billing_hub billing-hub ")
@@ -586,13 +594,6 @@ E2E_REFUSALS = [
         "Validation error for question 'contracts': "
         "contract #2 'orderPlaced': name must be PascalCase like 'OrderPlaced'",
         id="contracts-yaml-string",
-    ),
-    pytest.param(
-        "broker",
-        "kafka",
-        "Invalid choice for 'broker': "
-        "the kafka broker is not available in this template version yet; choose arq",
-        id="broker-kafka",
     ),
     pytest.param(
         "package_name",

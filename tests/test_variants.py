@@ -8,8 +8,11 @@ import pytest
 import yaml
 from conftest import REPO, VARIANTS, Rendered, Variant, run_logged, subprocess_env, tail
 
-# URLs of the servers the rendered suites use instead of Testcontainers (no Docker here).
-REQUIRED_ENV = ("TEST_DATABASE_URL", "TEST_REDIS_URL")
+# URLs of the servers the rendered suites use instead of Testcontainers (no Docker here), by broker.
+REQUIRED_ENV = {
+    "arq": ("TEST_DATABASE_URL", "TEST_REDIS_URL"),
+    "kafka": ("TEST_DATABASE_URL", "TEST_KAFKA_BOOTSTRAP_SERVERS"),
+}
 # One variant's whole suite: uv sync, lint, type check and every integration test.
 TIMEOUT_S = float(os.environ.get("VARIANT_TIMEOUT_S", "1800"))
 
@@ -22,7 +25,8 @@ def test_ci_matrix_is_variants_yml() -> None:
 
 @pytest.mark.variant
 def test_rendered_make_test(rendered: Rendered, variant: Variant) -> None:
-    missing = [name for name in REQUIRED_ENV if not os.environ.get(name)]
+    broker = variant.data.get("broker", "arq")
+    missing = [name for name in REQUIRED_ENV[broker] if not os.environ.get(name)]
     if missing:
         pytest.fail(
             f"{', '.join(missing)} not set: run `make test` (scripts/services.sh provides them)",

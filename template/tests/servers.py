@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-IMAGES = {"postgres": "postgres:16-alpine", "redis": "redis:7-alpine"}
+IMAGES = {"postgres": "postgres:16-alpine", "redis": "redis:7-alpine", "kafka": "confluentinc/cp-kafka:7.6.1"}
 
 
 @contextmanager
@@ -32,6 +32,10 @@ def _container(variable: str, kind: str) -> Any:
         from testcontainers.postgres import PostgresContainer
 
         return PostgresContainer(IMAGES[kind], driver=None)
+    if kind == "kafka":
+        from testcontainers.kafka import KafkaContainer
+
+        return KafkaContainer(IMAGES[kind]).with_kraft()
     from testcontainers.redis import RedisContainer
 
     return RedisContainer(IMAGES[kind])
@@ -40,5 +44,7 @@ def _container(variable: str, kind: str) -> Any:
 def _url(container: Any, kind: str) -> str:
     if kind == "postgres":
         return str(container.get_connection_url())
+    if kind == "kafka":
+        return str(container.get_bootstrap_server())
     host = container.get_container_host_ip()
     return f"redis://{host}:{container.get_exposed_port(6379)}/0"

@@ -20,6 +20,9 @@ MESSAGES_RETRIED = Counter(
     "messages_retried_total", "Handler failures scheduled for another attempt", ["type"]
 )
 MESSAGES_DEAD_LETTERED = Counter("messages_dead_lettered_total", "Messages dead-lettered", ["reason"])
+CONSUMER_LAG = Gauge(
+    "consumer_lag", "Messages on a partition the worker has not finished yet", ["topic", "partition"]
+)
 
 
 def serve(port: int | None) -> None:
