@@ -175,11 +175,16 @@ def tuple_of(names: Iterable[object]) -> str:
 
 
 def import_list(names: Iterable[object]) -> str:
-    """Return the names part of a from-import as ruff formats it: "A", or one name a line."""
-    items = [str(name) for name in names]
+    """Return the names part of a from-import as ruff sorts and formats it: "A", or one a line."""
+    items = sorted((str(name) for name in names), key=_natural)
     if len(items) < 2:
         return "".join(items)
     return "(\n" + "".join(f"    {item},\n" for item in items) + ")"
+
+
+def _natural(name: str) -> list[tuple[int, str]]:
+    """Sort key that puts "V2" before "V10", as ruff's isort does."""
+    return [(int(part), "") if part.isdigit() else (0, part) for part in re.split(r"(\d+)", name)]
 
 
 def identifier(text: str) -> str:

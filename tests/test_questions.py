@@ -643,3 +643,10 @@ def test_copier_refuses_a_bad_answer_with_its_message(
 def test_copier_refuses_a_bad_default_package_name(template: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="package_name 'fastapi' would shadow the dependency"):
         run_questions(template, tmp_path / "out", project_name="FastAPI")
+
+
+def test_import_lists_are_sorted_as_ruff_sorts_them() -> None:
+    assert ext.import_list(["ShipmentV10", "PaymentV1", "ShipmentV2"]) == (
+        "(\n    PaymentV1,\n    ShipmentV2,\n    ShipmentV10,\n)"
+    )
+    assert ext.import_list(["OnlyV1"]) == "OnlyV1"

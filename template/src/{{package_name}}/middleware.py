@@ -6,12 +6,15 @@ a plain ASGI wrapper keeps the bound id visible to the endpoint and to `outbox.a
 
 from __future__ import annotations
 
+import time
+
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .constants import CORRELATION_HEADER
 from .logs import new_correlation_id
 
+log = structlog.get_logger(__name__)
 _HEADER = CORRELATION_HEADER.encode()
 _MAX_LENGTH = 128
 
@@ -25,14 +28,26 @@ class CorrelationIdMiddleware:
             await self.app(scope, receive, send)
             return
         correlation_id = _from_headers(scope) or new_correlation_id()
+        started = time.perf_counter()
+        status: list[int] = []
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
+                status.append(message["status"])
                 message.setdefault("headers", []).append((_HEADER, correlation_id.encode()))
             await send(message)
 
         with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
-            await self.app(scope, receive, send_with_id)
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                log.info(
+                    "http_request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status[0] if status else 500,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                )
 
 
 def _from_headers(scope: Scope) -> str | None:

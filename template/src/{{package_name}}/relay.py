@@ -188,6 +188,7 @@ class Relay:
                 log.warning(
                     "outbox_publish_failed",
                     message_id=str(row.message.envelope.id),
+                    correlation_id=row.message.envelope.correlation_id,
                     topic=row.message.topic,
                     error=describe(exc),
                 )
@@ -196,6 +197,12 @@ class Relay:
                 result.untried = [r.id for r in rows[index + 1 :]]
                 break
             metrics.OUTBOX_PUBLISHED.labels(row.message.topic).inc()
+            log.debug(
+                "outbox_published",
+                message_id=str(row.message.envelope.id),
+                correlation_id=row.message.envelope.correlation_id,
+                topic=row.message.topic,
+            )
             result.published.append(row.id)
         return result
 
