@@ -22,7 +22,7 @@ ifneq ($(filter render,$(MAKECMDGOALS)),)
   $(if $(DEST),,$(error set DEST to a new directory, e.g. make render V=$(V) DEST=../orders-service))
 endif
 
-.PHONY: help services sync lint check test test-variant render
+.PHONY: help services sync lint check test test-variant test-update render
 
 help: ## List the targets
 	@echo "usage: make TARGET   (variants are named in variants.yml)"
@@ -31,7 +31,7 @@ help: ## List the targets
 $(UV):
 	python3 -m pip install --user uv
 
-services: ## Start PostgreSQL and Redis unless running; print their URLs
+services: ## Start PostgreSQL, Redis and Kafka (by variant) unless running; print their URLs
 	scripts/services.sh $(SERVICES)
 
 sync: | $(UV) ## Install the test tooling into .venv (uv sync)
@@ -43,13 +43,16 @@ lint: sync ## ruff check and ruff format --check, then mypy, on tests/ and exten
 	$(UV) run --no-sync mypy $(LINT_PATHS)
 
 check: lint ## Lint, question and render tests (no services needed)
-	$(UV) run --no-sync pytest -m "not variant"
+	$(UV) run --no-sync pytest -m "not variant and not update"
 
 test: $(UV) services lint ## All of it, as CI runs it: lint, question, render and variant tests
 	$(with_services) $(UV) run --no-sync pytest
 
 test-variant: $(UV) services sync ## Render and variant tests of one variant: V=arq-default
 	$(with_services) $(UV) run --no-sync pytest --variant "$(V)" tests/test_render.py tests/test_variants.py
+
+test-update: $(UV) services sync ## copier update from the previous release, and adding a contract
+	$(with_services) $(UV) run --no-sync pytest -m update tests/test_update.py
 
 render: sync ## Render one variant into a new directory: V=arq-default DEST=../orders-service
 	$(UV) run --no-sync python tests/conftest.py "$(V)" "$(DEST)"

@@ -1,0 +1,165 @@
+"""`copier update`: from the previous release to this commit, and adding a contract later.
+
+Both work on a git clone of this repository whose HEAD is the working tree as it is on disk, so
+that "the current commit" includes uncommitted changes while developing. A fresh clone may come
+without tags: release tags are recreated from the release commits ("Release vX.Y.Z").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from shutil import copytree, ignore_patterns
+from typing import Any
+
+import copier
+import pytest
+import yaml
+from conftest import NOT_SOURCE, REPO, run_logged, subprocess_env, tail
+from test_variants import REQUIRED_ENV, TIMEOUT_S
+
+RELEASE_SUBJECT = re.compile(r"^Release (v\d+\.\d+\.\d+)\b")
+IDENTITY = ["-c", "user.name=template tests", "-c", "user.email=tests@example.invalid"]
+NEW_CONTRACT = {
+    "name": "StockReserved",
+    "version": 1,
+    "topic": "stock",
+    "key": "sku",
+    "role": "consume",
+    "fields": {"sku": "str", "quantity": "int", "reserved_at": "datetime"},
+}
+USER_HANDLER_EDIT = "    # Mine: reserve stock before recording the order.\n"
+USER_DOMAIN_EDIT = (
+    '\n\ndef loyalty_points(total: int) -> int:\n    """Mine."""\n    return total // 10\n'
+)
+
+
+def git(*args: str, cwd: Path) -> str:
+    result = subprocess.run(
+        ["git", *IDENTITY, *args], cwd=cwd, capture_output=True, text=True, check=True
+    )
+    return result.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("template-repo") / "repo"
+    copytree(REPO, repo, ignore=ignore_patterns(*(p for p in NOT_SOURCE if p != ".git")))
+    git("add", "-A", cwd=repo)
+    if git("status", "--porcelain", cwd=repo):
+        git("commit", "-q", "-m", "The working tree", cwd=repo)
+    for line in git("log", "--format=%H %s", cwd=repo).splitlines():
+        sha, subject = line.split(" ", 1)
+        if match := RELEASE_SUBJECT.match(subject):
+            git("tag", "-f", match.group(1), sha, cwd=repo)
+    return repo
+
+
+def previous_release(repo: Path) -> str:
+    """The newest release tag behind HEAD; on the first release itself, that release."""
+    head = git("rev-parse", "HEAD", cwd=repo)
+    tags = git("tag", "--merged", "HEAD", "--sort=-v:refname", "--list", "v*", cwd=repo).split()
+    if not tags:
+        pytest.fail(
+            "no release in the history: a release is a commit 'Release vX.Y.Z'", pytrace=False
+        )
+    older = [tag for tag in tags if git("rev-list", "-n1", tag, cwd=repo) != head]
+    return older[0] if older else tags[0]
+
+
+def copy(repo: Path, dest: Path, *, ref: str, data: dict[str, Any]) -> Path:
+    copier.run_copy(str(repo), dest, vcs_ref=ref, data=data, defaults=True, unsafe=True, quiet=True)
+    return dest
+
+
+def update(service: Path, *, data: dict[str, Any] | None = None) -> None:
+    copier.run_update(
+        service,
+        data=data or {},
+        vcs_ref="HEAD",
+        defaults=True,
+        overwrite=True,
+        unsafe=True,
+        quiet=True,
+    )
+
+
+def commit_all(service: Path, message: str) -> None:
+    if not (service / ".git").exists():
+        git("init", "-q", cwd=service)
+    git("add", "-A", cwd=service)
+    git("commit", "-q", "-m", message, cwd=service)
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not set(path.relative_to(root).parts) & set(NOT_SOURCE)
+    }
+
+
+def make_test(service: Path, broker: str) -> None:
+    missing = [name for name in REQUIRED_ENV[broker] if not os.environ.get(name)]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not set: run `make test`", pytrace=False)
+    log = service.parent / f"{service.name}-make-test.log"
+    code = run_logged(
+        ["make", "test"], cwd=service, log=log, timeout_s=TIMEOUT_S, env=subprocess_env()
+    )
+    if code != 0:
+        output = tail(log.read_text(errors="replace"))
+        pytest.fail(f"`make test` in {service} {code=}; the end of {log}:\n{output}", pytrace=False)
+
+
+@pytest.mark.update
+@pytest.mark.parametrize("broker", ["arq", "kafka"])
+def test_an_update_from_the_previous_release_equals_a_fresh_render(
+    broker: str, template_repo: Path, tmp_path: Path
+) -> None:
+    service = copy(
+        template_repo,
+        tmp_path / "service",
+        ref=previous_release(template_repo),
+        data={"broker": broker},
+    )
+    commit_all(service, "rendered from the previous release")
+    update(service)
+    fresh = copy(template_repo, tmp_path / "fresh", ref="HEAD", data={"broker": broker})
+
+    updated, expected = files(service), files(fresh)
+    assert sorted(updated) == sorted(expected), "the same files"
+    differing = [name for name in expected if updated[name] != expected[name]]
+    assert differing == [], "identical to a fresh render"
+    make_test(service, broker)
+
+
+@pytest.mark.update
+def test_adding_a_contract_keeps_the_users_edits(template_repo: Path, tmp_path: Path) -> None:
+    service = copy(template_repo, tmp_path / "service", ref="HEAD", data={})
+    commit_all(service, "rendered")
+    package = service / "src" / "orders_service"
+    handlers = package / "handlers.py"
+    first_handler_body = "    await example.record_effect(session, event, envelope)\n"
+    handlers.write_text(
+        handlers.read_text().replace(first_handler_body, USER_HANDLER_EDIT + first_handler_body, 1)
+    )
+    example = package / "example.py"
+    example.write_text(example.read_text() + USER_DOMAIN_EDIT)
+    commit_all(service, "my edits")
+
+    contracts = yaml.safe_load((service / ".copier-answers.yml").read_text())["contracts"]
+    update(service, data={"contracts": [*contracts, NEW_CONTRACT]})
+
+    text = {path.name: path.read_text() for path in (handlers, example, package / "contracts.py")}
+    assert USER_HANDLER_EDIT in text["handlers.py"], "the edit to an existing handler survives"
+    assert USER_DOMAIN_EDIT in text["example.py"], "the edit to the domain code survives"
+    assert "async def handle_stock_reserved_v1(" in text["handlers.py"], "a handler stub appears"
+    assert "StockReservedV1: handle_stock_reserved_v1," in text["handlers.py"], "and is registered"
+    assert "class StockReservedV1(Contract):" in text["contracts.py"]
+    assert 'TOPIC: ClassVar[str] = "stock"' in text["contracts.py"]
+    conflicted = [p for p in files(service) if b"<<<<<<<" in (service / p).read_bytes()]
+    assert conflicted == [], "no conflicts"
+    make_test(service, "arq")
