@@ -252,11 +252,12 @@ def min_error(
 # Contract validation
 
 
-def contract_errors(contracts: object) -> str:
+def contract_errors(contracts: object, broker: str = "arq", service: str = "") -> str:
     """Return every problem in the ``contracts`` answer, one per line, or "" when it is valid.
 
     Each line names the contract (``contract 'OrderPlaced' v1``, or ``contract #2 ...`` while its
-    name or version is unusable) and the key or field at fault.
+    name or version is unusable) and the key or field at fault. With Kafka, a contract topic may
+    not be the service's own retry topic (``<service>.retry``, the worker reads it for retries).
     """
     if not isinstance(contracts, list):
         return f"contracts must be a YAML list of contracts, got {_kind(contracts)}"
@@ -273,7 +274,19 @@ def contract_errors(contracts: object) -> str:
         label = _label(number, contract)
         problems.extend(f"{label}: {problem}" for problem in _problems(contract))
     problems.extend(_duplicate_problems(contracts))
+    if broker == "kafka":
+        problems.extend(_retry_topic_problems(contracts, service))
     return "\n".join(problems)
+
+
+def _retry_topic_problems(contracts: list[object], service: str) -> list[str]:
+    retry_topic = f"{service}.retry"
+    return [
+        f"{_label(number, contract)}: topic {retry_topic!r} is this service's own Kafka "
+        "retry topic; choose another topic"
+        for number, contract in enumerate(contracts, start=1)
+        if isinstance(contract, Mapping) and contract.get("topic") == retry_topic
+    ]
 
 
 def _label(number: int, contract: Contract) -> str:

@@ -631,6 +631,20 @@ E2E_REFUSALS = [
 ]
 
 
+def test_copier_refuses_the_kafka_retry_topic(template: Path, tmp_path: Path) -> None:
+    message = (
+        "Validation error for question 'contracts': contract 'OrderPlaced' v1: topic "
+        "'orders-service.retry' is this service's own Kafka retry topic; choose another topic"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        run_questions(
+            template,
+            tmp_path / "out",
+            broker="kafka",
+            contracts=[changed(topic="orders-service.retry")],
+        )
+
+
 @pytest.mark.parametrize(("question", "value", "message"), E2E_REFUSALS)
 def test_copier_refuses_a_bad_answer_with_its_message(
     template: Path, tmp_path: Path, question: str, value: object, message: str
@@ -650,3 +664,13 @@ def test_import_lists_are_sorted_as_ruff_sorts_them() -> None:
         "(\n    PaymentV1,\n    ShipmentV2,\n    ShipmentV10,\n)"
     )
     assert ext.import_list(["OnlyV1"]) == "OnlyV1"
+
+
+def test_a_kafka_topic_may_not_be_the_services_retry_topic() -> None:
+    clash = [changed(topic="orders-service.retry")]
+    message = ext.contract_errors(clash, broker="kafka", service="orders-service")
+    assert message == (
+        "contract 'OrderPlaced' v1: topic 'orders-service.retry' is this service's own Kafka "
+        "retry topic; choose another topic"
+    )
+    assert ext.contract_errors(clash, broker="arq", service="orders-service") == ""
