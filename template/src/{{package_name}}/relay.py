@@ -185,24 +185,13 @@ class Relay:
                     await self._publisher.publish(row.message)
             except Exception as exc:  # noqa: BLE001 - any broker failure leaves the row pending
                 metrics.OUTBOX_PUBLISH_FAILURES.labels(row.message.topic).inc()
-                log.warning(
-                    "outbox_publish_failed",
-                    message_id=str(row.message.envelope.id),
-                    correlation_id=row.message.envelope.correlation_id,
-                    topic=row.message.topic,
-                    error=describe(exc),
-                )
+                log.warning("outbox_publish_failed", **_about(row.message), error=describe(exc))
                 # Later rows of this key must wait for this one: order per key.
                 result.failed = (row.id, describe(exc))
                 result.untried = [r.id for r in rows[index + 1 :]]
                 break
             metrics.OUTBOX_PUBLISHED.labels(row.message.topic).inc()
-            log.debug(
-                "outbox_published",
-                message_id=str(row.message.envelope.id),
-                correlation_id=row.message.envelope.correlation_id,
-                topic=row.message.topic,
-            )
+            log.debug("outbox_published", **_about(row.message))
             result.published.append(row.id)
         return result
 
@@ -273,6 +262,12 @@ class _Listener:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+
+
+def _about(message: OutboundMessage) -> dict[str, str]:
+    """Log fields naming a message, with the correlation id of the request that caused it."""
+    envelope = message.envelope
+    return {"message_id": str(envelope.id), "correlation_id": envelope.correlation_id, "topic": message.topic}
 
 
 def _by_key(rows: Sequence[_Row]) -> list[list[_Row]]:
