@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Any
 
 IMAGES = {"postgres": "postgres:16-alpine", "redis": "redis:7-alpine", "kafka": "confluentinc/cp-kafka:7.6.1"}
@@ -28,17 +30,20 @@ def _container(variable: str, kind: str) -> Any:
             f"{variable} is not set and there is no Docker engine for Testcontainers. "
             f"Set {variable} to a running {kind} server, or start Docker."
         )
+    module = container_module(kind)
     if kind == "postgres":
-        from testcontainers.postgres import PostgresContainer
-
-        return PostgresContainer(IMAGES[kind], driver=None)
+        return module.PostgresContainer(IMAGES[kind], driver=None)
     if kind == "kafka":
-        from testcontainers.kafka import KafkaContainer
+        return module.KafkaContainer(IMAGES[kind]).with_kraft()
+    return module.RedisContainer(IMAGES[kind])
 
-        return KafkaContainer(IMAGES[kind]).with_kraft()
-    from testcontainers.redis import RedisContainer
 
-    return RedisContainer(IMAGES[kind])
+def container_module(kind: str) -> ModuleType:
+    """Testcontainers' module for `kind`: under `community` since 4.15 (the old path warns)."""
+    try:
+        return importlib.import_module(f"testcontainers.community.{kind}")
+    except ModuleNotFoundError:
+        return importlib.import_module(f"testcontainers.{kind}")
 
 
 def _url(container: Any, kind: str) -> str:
