@@ -9,12 +9,6 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .broker import Publisher
-from .settings import Settings
-
-
-def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -28,6 +22,5 @@ def get_publisher(request: Request) -> Publisher:
     return publisher
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]

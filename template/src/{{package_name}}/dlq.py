@@ -62,10 +62,6 @@ async def pending(session: AsyncSession, *, limit: int = 50) -> list[Row[Any]]:
     return list((await session.execute(statement)).all())
 
 
-async def get(session: AsyncSession, letter_id: int) -> Row[Any] | None:
-    return (await session.execute(select(dead_letters).where(dead_letters.c.id == letter_id))).one_or_none()
-
-
 async def replay(
     sessionmaker: async_sessionmaker[AsyncSession], publisher: Publisher, letter_id: int
 ) -> Envelope:
