@@ -4,15 +4,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
+from uuid import UUID
 
 from .envelope import Envelope
 
 
 @dataclass(frozen=True, slots=True)
 class OutboundMessage:
+    """A message to publish: the envelope's JSON exactly as stored, and what names it.
+
+    The relay publishes the stored text without decoding it, so a row the relay cannot read
+    still reaches the consumer, which dead-letters it with a reason instead of the relay
+    stopping on it.
+    """
+
     topic: str  # the contract's topic, before the environment's prefix
     key: str
-    envelope: Envelope
+    message_id: UUID
+    type: str
+    schema_version: int
+    correlation_id: str
+    body: str
+
+    @classmethod
+    def of(cls, envelope: Envelope, *, topic: str, key: str) -> OutboundMessage:
+        return cls(
+            topic=topic,
+            key=key,
+            message_id=envelope.id,
+            type=envelope.type,
+            schema_version=envelope.schema_version,
+            correlation_id=envelope.correlation_id,
+            body=envelope.encode().decode(),
+        )
 
 
 class Publisher(Protocol):

@@ -12,5 +12,12 @@ REASON_UNKNOWN_CONTRACT = "unknown_contract"
 REASON_INVALID_PAYLOAD = "invalid_payload"
 REASON_PERMANENT_ERROR = "permanent_error"
 REASON_ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+# An outbox row the broker refused RELAY_MAX_ATTEMPTS times while it accepted others.
+REASON_UNPUBLISHABLE = "unpublishable"
+# The `consumer` of dead letters the relay wrote: they never reached the broker.
+RELAY_DEAD_LETTER_CONSUMER = "relay"
+
+# Past SHUTDOWN_TIMEOUT_S, how long a process may take to cancel what is left and exit.
+SHUTDOWN_MARGIN_S = 10.0
 
 CORRELATION_HEADER = "x-correlation-id"

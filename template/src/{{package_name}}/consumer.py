@@ -32,6 +32,9 @@ from .settings import Settings
 
 log = structlog.get_logger(__name__)
 
+# Handing back a cancelled attempt must not hold up a shutdown when the database is slow.
+_GIVE_BACK_TIMEOUT_S = 2.0
+
 # The event parameter is typed per handler; the registry can only say "some contract".
 Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
 
@@ -114,17 +117,38 @@ class Consumer:
             )
             return None
         try:
-            async with asyncio.timeout(self._handler_timeout_s):
-                async with self._sessionmaker.begin() as session:
-                    if not await inbox.settle(session, self.name, envelope.id):
-                        self._duplicate(envelope)
-                        return None
-                    await self._handlers[type(event)](session, event, envelope)
+            if not await self._handle(envelope, event):
+                self._duplicate(envelope)
+                return None
+        except asyncio.CancelledError:
+            # A shutdown or a rebalance stopped the handler: not the message's fault, so the
+            # attempt must not count (a crash, which cannot get here, still counts).
+            await self._give_back(envelope)
+            raise
         except Exception as exc:  # noqa: BLE001 - the error's `retriable` decides, below
             return await self._failed(delivery, envelope, attempt.number, exc)
         metrics.MESSAGES_CONSUMED.labels(envelope.type, "processed").inc()
         log.info("message_processed", attempt=attempt.number)
         return None
+
+    async def _handle(self, envelope: Envelope, event: Contract) -> bool:
+        """Run the handler and settle the inbox in one transaction; False for a duplicate."""
+        async with asyncio.timeout(self._handler_timeout_s):
+            async with self._sessionmaker.begin() as session:
+                if not await inbox.settle(session, self.name, envelope.id):
+                    return False
+                await self._handlers[type(event)](session, event, envelope)
+        return True
+
+    async def _give_back(self, envelope: Envelope) -> None:
+        try:
+            async with asyncio.timeout(_GIVE_BACK_TIMEOUT_S):
+                async with self._sessionmaker.begin() as session:
+                    await inbox.give_back(session, self.name, envelope.id)
+        except Exception as exc:  # noqa: BLE001 - the attempt then counts: safe, only stricter
+            log.warning("inbox_give_back_failed", error=describe(exc))
+            return
+        log.info("message_attempt_given_back")
 
     async def _failed(
         self, delivery: Delivery, envelope: Envelope, attempt: int, exc: Exception

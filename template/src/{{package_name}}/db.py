@@ -12,6 +12,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
         settings.database_url.get_secret_value(),
         pool_size=settings.db_pool_size,
         pool_pre_ping=True,
+        pool_timeout=settings.db_connect_timeout_s + settings.db_command_timeout_s,
+        # asyncpg's own bounds: `timeout` on connecting, `command_timeout` on every statement
+        # (the pre-ping included). Without them a silent database stalls a caller for minutes.
+        connect_args={
+            "timeout": settings.db_connect_timeout_s,
+            "command_timeout": settings.db_command_timeout_s,
+        },
     )
 
 

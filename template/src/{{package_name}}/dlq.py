@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import inbox
 from .broker import OutboundMessage, Publisher
+from .constants import RELAY_DEAD_LETTER_CONSUMER
 from .envelope import Envelope
-from .tables import dead_letters
+from .tables import dead_letters, outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +65,13 @@ async def pending(session: AsyncSession, *, limit: int = 50) -> list[Row[Any]]:
 
 async def replay(
     sessionmaker: async_sessionmaker[AsyncSession], publisher: Publisher, letter_id: int
-) -> Envelope:
-    """Publish a dead letter's message again to its topic, with fresh delivery attempts.
+) -> UUID:
+    """Send a dead letter's message again, with fresh attempts; returns its message id.
 
-    The row stays locked until the broker has the message; if publishing fails nothing changes,
-    and if the commit fails after publishing, a second replay is absorbed by the inbox.
+    A consumer's dead letter is published again to its topic: the row stays locked until the
+    broker has the message; if publishing fails nothing changes, and if the commit fails after
+    publishing, a second replay is absorbed by the inbox. The relay's dead letters never reached
+    the broker: they go back into the outbox, in this transaction.
     """
     async with sessionmaker.begin() as session:
         row = (
@@ -82,6 +85,8 @@ async def replay(
             raise ReplayError(
                 f"dead letter {letter_id} was already replayed at {row.replayed_at:%Y-%m-%d %H:%M:%S}"
             )
+        if row.consumer == RELAY_DEAD_LETTER_CONSUMER:
+            return await _requeue(session, row)
         try:
             envelope = Envelope.decode(row.raw)
         except ValidationError as exc:
@@ -90,8 +95,30 @@ async def replay(
                 "it cannot be replayed as it is"
             ) from None
         await inbox.forget(session, row.consumer, envelope.id)
-        await publisher.publish(OutboundMessage(row.topic, row.key or str(envelope.id), envelope))
-        await session.execute(
-            update(dead_letters).where(dead_letters.c.id == letter_id).values(replayed_at=func.now())
+        message = OutboundMessage.of(envelope, topic=row.topic, key=row.key or str(envelope.id))
+        await publisher.publish(message)
+        await _mark_replayed(session, letter_id)
+    return envelope.id
+
+
+async def _requeue(session: AsyncSession, row: Row[Any]) -> UUID:
+    """A dead letter of the relay's goes back into the outbox, text unchanged, for a fresh start."""
+    await session.execute(
+        insert(outbox).values(
+            message_id=row.message_id,
+            topic=row.topic,
+            key=row.key,
+            type=row.type,
+            schema_version=row.schema_version,
+            correlation_id=row.source.get("correlation_id", ""),
+            envelope=row.raw.decode(),
         )
-    return envelope
+    )
+    await _mark_replayed(session, row.id)
+    return UUID(str(row.message_id))
+
+
+async def _mark_replayed(session: AsyncSession, letter_id: int) -> None:
+    await session.execute(
+        update(dead_letters).where(dead_letters.c.id == letter_id).values(replayed_at=func.now())
+    )

@@ -73,3 +73,17 @@ async def record_failure(session: AsyncSession, consumer: str, message_id: UUID,
 async def forget(session: AsyncSession, consumer: str, message_id: UUID) -> None:
     """Drop the message's record so that a replay starts with fresh attempts."""
     await session.execute(delete(inbox).where(inbox.c.consumer == consumer, inbox.c.message_id == message_id))
+
+
+async def give_back(session: AsyncSession, consumer: str, message_id: UUID) -> None:
+    """Uncount the latest attempt: it was cancelled (shutdown, rebalance), not failed."""
+    await session.execute(
+        update(inbox)
+        .where(
+            inbox.c.consumer == consumer,
+            inbox.c.message_id == message_id,
+            inbox.c.processed_at.is_(None),
+            inbox.c.attempts > 0,
+        )
+        .values(attempts=inbox.c.attempts - 1)
+    )

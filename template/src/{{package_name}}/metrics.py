@@ -11,6 +11,9 @@ OUTBOX_PUBLISH_FAILURES = Counter(
 OUTBOX_LEASES_LOST = Counter(
     "outbox_leases_lost_total", "Published rows another relay had claimed before this one marked them"
 )
+OUTBOX_DEAD_LETTERED = Counter(
+    "outbox_dead_lettered_total", "Outbox rows the broker kept refusing, moved to dead letters", ["topic"]
+)
 OUTBOX_PENDING = Gauge("outbox_pending", "Outbox rows not yet published")
 OUTBOX_OLDEST_AGE = Gauge("outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox row")
 MESSAGES_CONSUMED = Counter(

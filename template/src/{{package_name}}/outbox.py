@@ -55,5 +55,6 @@ def _row(envelope: Envelope, *, topic: str, key: str) -> dict[str, Any]:
         "key": key,
         "type": envelope.type,
         "schema_version": envelope.schema_version,
+        "correlation_id": envelope.correlation_id,
         "envelope": envelope.encode().decode(),
     }

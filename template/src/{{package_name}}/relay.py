@@ -1,11 +1,13 @@
 """The relay: moves committed outbox rows to the broker, in order per key, safely with replicas.
 
 A replica claims rows by taking a lease on them. Claims are serialised by an advisory lock and
-never include a key whose earlier rows are leased by anyone, so one replica at a time publishes
-a key, oldest row first. Only the holder of a row's lease may mark it published; a replica whose
-lease ran out and was taken over just lets the new holder finish (the consumer's inbox absorbs
-the duplicate). Progress is the `published_at` of each row, never a "last id" (ids commit out of
-order, so a high-water mark loses rows).
+never include a row whose key is leased by anyone or which waits behind an older row of its key
+that is not due yet, so one replica at a time publishes a key, oldest row first. Only the holder
+of a row's lease may mark it published; a replica whose lease ran out and was taken over just
+lets the new holder finish (the consumer's inbox absorbs the duplicate). Progress is the
+`published_at` of each row, never a "last id" (ids commit out of order, so a high-water mark
+loses rows). A row the broker keeps refusing while it accepts others becomes a dead letter after
+RELAY_MAX_ATTEMPTS; an outage never counts toward that, it only delays.
 """
 
 from __future__ import annotations
@@ -27,31 +29,43 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import metrics
 from .broker import OutboundMessage, Publisher
-from .constants import OUTBOX_CHANNEL, RELAY_CLAIM_LOCK_ID
-from .envelope import Envelope
+from .constants import (
+    OUTBOX_CHANNEL,
+    REASON_UNPUBLISHABLE,
+    RELAY_CLAIM_LOCK_ID,
+    RELAY_DEAD_LETTER_CONSUMER,
+)
 from .errors import describe
 from .settings import Settings
 
 log = structlog.get_logger(__name__)
+
+# 2**62 times the base delay is already past any cap; clamping keeps the float finite.
+_MAX_EXPONENT = 62
 
 _CLAIM = text(
     """
     WITH claimable AS (
         SELECT o.id FROM outbox o
         WHERE o.published_at IS NULL
-          AND o.available_at <= now()
+          AND o.available_at <= clock_timestamp()
+          -- Order per key: no row of a key that anyone holds a lease on, and no row behind an
+          -- older row of its key that is not due yet. Wall time (clock_timestamp), not the
+          -- transaction's start (now()): this statement may have waited on the claim lock.
           AND NOT EXISTS (
               SELECT 1 FROM outbox held
               WHERE held.published_at IS NULL
                 AND held.topic = o.topic AND held.key = o.key
-                AND held.lease_expires_at > now())
+                AND (held.lease_expires_at > clock_timestamp()
+                     OR (held.id < o.id AND held.available_at > clock_timestamp())))
         ORDER BY o.id
         LIMIT :batch_size
     )
     UPDATE outbox SET lease_owner = :owner,
-                      lease_expires_at = now() + make_interval(secs => :lease_ttl_s)
+                      lease_expires_at = clock_timestamp() + make_interval(secs => :lease_ttl_s)
     FROM claimable WHERE outbox.id = claimable.id
-    RETURNING outbox.id, outbox.topic, outbox.key, outbox.envelope
+    RETURNING outbox.id, outbox.topic, outbox.key, outbox.message_id, outbox.type,
+              outbox.schema_version, outbox.correlation_id, outbox.envelope, outbox.attempts
     """
 )
 _COMPLETE = text(
@@ -61,12 +75,33 @@ _COMPLETE = text(
     WHERE id = ANY(:ids) AND lease_owner = :owner AND published_at IS NULL
     """
 )
-# The failed row keeps its lease until the retry delay has passed, which holds back its whole key.
+# The failed row keeps its lease until the retry delay has passed, which holds back its key
+# (and only its key). A failure while the broker was unreachable is not the row's: not counted.
 _DEFER = text(
     """
-    UPDATE outbox SET attempts = attempts + 1, last_error = :error,
-                      lease_expires_at = now() + make_interval(secs => :delay_s)
+    UPDATE outbox SET attempts = attempts + :counted, last_error = :error,
+                      lease_expires_at = clock_timestamp() + make_interval(secs => :delay_s)
     WHERE id = :id AND lease_owner = :owner AND published_at IS NULL
+    """
+)
+# A row the broker keeps refusing leaves the outbox for the dead letters, whole, in one statement.
+_DEAD_LETTER = text(
+    """
+    WITH gone AS (
+        DELETE FROM outbox WHERE id = :id AND lease_owner = :owner AND published_at IS NULL
+        RETURNING id, message_id, type, schema_version, topic, key, envelope, attempts, created_at,
+                  correlation_id
+    )
+    INSERT INTO dead_letters (consumer, message_id, type, schema_version, topic, key, raw, reason,
+                              error_type, error_message, attempts, source)
+    SELECT :consumer, message_id, type, schema_version, topic, key, convert_to(envelope, 'UTF8'),
+           :reason, :error_type, :error, attempts + 1,
+           jsonb_build_object('outbox_id', id, 'created_at', created_at, 'correlation_id', correlation_id)
+    FROM gone
+    ON CONFLICT (consumer, message_id) WHERE replayed_at IS NULL AND message_id IS NOT NULL
+    DO UPDATE SET attempts = dead_letters.attempts + excluded.attempts,
+                  error_type = excluded.error_type, error_message = excluded.error_message,
+                  dead_lettered_at = now()
     """
 )
 _RELEASE = text(
@@ -79,7 +114,7 @@ _RELEASE_ALL = text(
     """
     UPDATE outbox SET lease_owner = NULL, lease_expires_at = NULL
     WHERE lease_owner = :owner AND published_at IS NULL
-      AND (last_error IS NULL OR lease_expires_at <= now())
+      AND (last_error IS NULL OR lease_expires_at <= clock_timestamp())
     """
 )
 _DEPTH = text(
@@ -88,18 +123,27 @@ _DEPTH = text(
     FROM outbox WHERE published_at IS NULL
     """
 )
+# Closing the listener and handing back leases at shutdown, when the database may not answer.
+_CLEANUP_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)
 class _Row:
     id: int
+    attempts: int  # failed attempts that counted, before this one
     message: OutboundMessage
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    row: _Row
+    error: BaseException
 
 
 @dataclass(slots=True)
 class _KeyResult:
     published: list[int]
-    failed: tuple[int, str] | None
+    failed: _Failure | None
     untried: list[int]
 
 
@@ -118,36 +162,57 @@ class Relay:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Relay until `stop` is set; wake on NOTIFY, poll as a fallback."""
+        """Relay until `stop` is set; wake on NOTIFY, poll as a fallback.
+
+        After `stop`, the batch in flight has SHUTDOWN_TIMEOUT_S to publish and record its
+        outcome; then it is cancelled (its leases lapse, nothing is marked that was not done).
+        """
         wake = asyncio.Event()
         listener = _Listener(self._settings, wake)
+        log.info("relay_started", owner=self.owner)
+        work = asyncio.create_task(self._relay_until(stop, listener, wake))
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                done, _ = await asyncio.wait({work}, timeout=self._settings.shutdown_timeout_s)
+                if not done:
+                    log.warning("relay_shutdown_cancelled", owner=self.owner)
+                    work.cancel()
+                    await asyncio.wait({work})
+            if not work.cancelled():
+                work.result()  # a crash of the loop is raised, not hidden
+        finally:
+            stopped.cancel()
+            work.cancel()
+            await self._clean_up(listener)
+            log.info("relay_stopped", owner=self.owner)
+
+    async def _relay_until(self, stop: asyncio.Event, listener: _Listener, wake: asyncio.Event) -> None:
         poll_s = self._settings.relay_poll_interval_ms / 1000
         next_gauge = 0.0
-        log.info("relay_started", owner=self.owner)
-        try:
-            while not stop.is_set():
-                await listener.ensure()
-                wake.clear()  # before claiming: a NOTIFY during the claim must wake the next wait
-                claimed = await self._relay_once_guarded()
-                if time.monotonic() >= next_gauge:
-                    await self._update_depth_gauges()
-                    next_gauge = time.monotonic() + 5
-                if claimed < self._settings.relay_batch_size:
-                    await _wait_first(wake, stop, timeout_s=poll_s)
-        finally:
-            await listener.close()
-            await self._release_all()
-            log.info("relay_stopped", owner=self.owner)
+        while not stop.is_set():
+            await listener.ensure()
+            wake.clear()  # before claiming: a NOTIFY during the claim must wake the next wait
+            claimed = await self._relay_once_guarded()
+            if time.monotonic() >= next_gauge:
+                await self._update_depth_gauges()
+                next_gauge = time.monotonic() + 5
+            if claimed < self._settings.relay_batch_size:
+                await _wait_first(wake, stop, timeout_s=poll_s)
 
     async def relay_once(self) -> int:
         """Claim one batch, publish it, record the outcome. Returns how many rows were claimed."""
+        # Measured before claiming: the lease starts during the claim, never before this.
+        claim_started = time.monotonic()
         rows = await self._claim()
         if not rows:
             return 0
         # Stop starting publishes while there is still time to finish one inside the lease.
-        deadline = time.monotonic() + self._settings.relay_lease_ttl_s - self._settings.publish_timeout_s
+        deadline = claim_started + self._settings.relay_lease_ttl_s - self._settings.publish_timeout_s
         results = await asyncio.gather(*(self._publish_key(group, deadline) for group in _by_key(rows)))
-        await self._record(results)
+        failed = any(r.failed is not None for r in results)
+        await self._record(results, broker_reachable=failed and await self._broker_reachable())
         return len(rows)
 
     async def _relay_once_guarded(self) -> int:
@@ -170,8 +235,22 @@ class Relay:
                 },
             )
             rows = sorted(result.all(), key=lambda row: row.id)
+        # The stored text goes out as it is: the relay never needs to understand it.
         return [
-            _Row(row.id, OutboundMessage(row.topic, row.key, Envelope.decode(row.envelope))) for row in rows
+            _Row(
+                row.id,
+                row.attempts,
+                OutboundMessage(
+                    topic=row.topic,
+                    key=row.key,
+                    message_id=row.message_id,
+                    type=row.type,
+                    schema_version=row.schema_version,
+                    correlation_id=row.correlation_id,
+                    body=row.envelope,
+                ),
+            )
+            for row in rows
         ]
 
     async def _publish_key(self, rows: Sequence[_Row], deadline: float) -> _KeyResult:
@@ -185,9 +264,8 @@ class Relay:
                     await self._publisher.publish(row.message)
             except Exception as exc:  # noqa: BLE001 - any broker failure leaves the row pending
                 metrics.OUTBOX_PUBLISH_FAILURES.labels(row.message.topic).inc()
-                log.warning("outbox_publish_failed", **_about(row.message), error=describe(exc))
                 # Later rows of this key must wait for this one: order per key.
-                result.failed = (row.id, describe(exc))
+                result.failed = _Failure(row, exc)
                 result.untried = [r.id for r in rows[index + 1 :]]
                 break
             metrics.OUTBOX_PUBLISHED.labels(row.message.topic).inc()
@@ -195,7 +273,16 @@ class Relay:
             result.published.append(row.id)
         return result
 
-    async def _record(self, results: Sequence[_KeyResult]) -> None:
+    async def _broker_reachable(self) -> bool:
+        """Whether a failed publish was the row's fault (the broker answers) or an outage."""
+        try:
+            async with asyncio.timeout(self._settings.publish_timeout_s):
+                await self._publisher.ping()
+        except Exception:  # noqa: BLE001 - any failure to answer is an outage here
+            return False
+        return True
+
+    async def _record(self, results: Sequence[_KeyResult], *, broker_reachable: bool) -> None:
         published = [row_id for r in results for row_id in r.published]
         untried = [row_id for r in results for row_id in r.untried]
         async with self._engine.begin() as conn:
@@ -206,25 +293,55 @@ class Relay:
                     log.warning("outbox_lease_lost", owner=self.owner, rows=len(published) - done)
             for r in results:
                 if r.failed is not None:
-                    row_id, error = r.failed
-                    await conn.execute(
-                        _DEFER,
-                        {
-                            "id": row_id,
-                            "owner": self.owner,
-                            "error": error,
-                            "delay_s": self._settings.relay_retry_delay_s,
-                        },
-                    )
+                    await self._record_failure(conn, r.failed, counted=broker_reachable)
             if untried:
                 await conn.execute(_RELEASE, {"ids": untried, "owner": self.owner})
 
-    async def _release_all(self) -> None:
-        """On shutdown, hand back leases at once so another replica need not wait for them."""
+    async def _record_failure(self, conn: AsyncConnection, failure: _Failure, *, counted: bool) -> None:
+        row, error = failure.row, describe(failure.error)
+        attempts = row.attempts + 1 if counted else row.attempts
+        log.warning(
+            "outbox_publish_failed",
+            **_about(row.message),
+            attempts=attempts,
+            broker_reachable=counted,
+            error=error,
+        )
+        if attempts >= self._settings.relay_max_attempts:
+            params = {
+                "id": row.id,
+                "owner": self.owner,
+                "consumer": RELAY_DEAD_LETTER_CONSUMER,
+                "reason": REASON_UNPUBLISHABLE,
+                "error_type": type(failure.error).__name__,
+                "error": error,
+            }
+            if await _rowcount(conn, _DEAD_LETTER, params):
+                metrics.OUTBOX_DEAD_LETTERED.labels(row.message.topic).inc()
+                log.error("outbox_dead_lettered", **_about(row.message), attempts=attempts, error=error)
+            return
+        settings = self._settings
+        delay_s = settings.relay_retry_delay_s
+        if counted:  # the row's own failures back off; an outage is retried at the base delay
+            backoff = 2.0 ** min(row.attempts, _MAX_EXPONENT)
+            delay_s = min(delay_s * backoff, settings.relay_retry_max_delay_s)
+        params = {
+            "id": row.id,
+            "owner": self.owner,
+            "error": error,
+            "delay_s": delay_s,
+            "counted": int(counted),
+        }
+        await conn.execute(_DEFER, params)
+
+    async def _clean_up(self, listener: _Listener) -> None:
+        """Close the listener and hand back leases, so another replica need not wait for them."""
         try:
-            async with self._engine.begin() as conn:
-                await conn.execute(_RELEASE_ALL, {"owner": self.owner})
-        except (OSError, SQLAlchemyError) as exc:
+            async with asyncio.timeout(_CLEANUP_TIMEOUT_S):
+                await listener.close()
+                async with self._engine.begin() as conn:
+                    await conn.execute(_RELEASE_ALL, {"owner": self.owner})
+        except (OSError, SQLAlchemyError) as exc:  # TimeoutError is an OSError
             log.warning("relay_release_failed", error=describe(exc))
 
     async def _update_depth_gauges(self) -> None:
@@ -243,13 +360,14 @@ class _Listener:
     def __init__(self, settings: Settings, wake: asyncio.Event) -> None:
         self._dsn = settings.database_url.get_secret_value().replace("+asyncpg", "", 1)
         self._wake = wake
+        self._timeout_s = settings.db_connect_timeout_s
         self._conn: Any = None
 
     async def ensure(self) -> None:
         if self._conn is not None and not self._conn.is_closed():
             return
         try:
-            self._conn = await asyncio.wait_for(asyncpg.connect(self._dsn), timeout=5)
+            self._conn = await asyncio.wait_for(asyncpg.connect(self._dsn), timeout=self._timeout_s)
             await self._conn.add_listener(OUTBOX_CHANNEL, self._notified)
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             self._conn = None
@@ -259,15 +377,18 @@ class _Listener:
         self._wake.set()
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close(timeout=self._timeout_s)
 
 
 def _about(message: OutboundMessage) -> dict[str, str]:
     """Log fields naming a message, with the correlation id of the request that caused it."""
-    envelope = message.envelope
-    return {"message_id": str(envelope.id), "correlation_id": envelope.correlation_id, "topic": message.topic}
+    return {
+        "message_id": str(message.message_id),
+        "correlation_id": message.correlation_id,
+        "topic": message.topic,
+    }
 
 
 def _by_key(rows: Sequence[_Row]) -> list[list[_Row]]:

@@ -34,6 +34,8 @@ outbox = Table(
     Column("schema_version", Integer, nullable=False),
     # The exact JSON that will be published (text, not JSONB: JSONB refuses "\u0000" in strings).
     Column("envelope", Text, nullable=False),
+    # Copied from the envelope so that the relay can log and route a row without decoding it.
+    Column("correlation_id", Text, nullable=False, server_default=text("''")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # Not published before this time: later than created_at only for delayed redeliveries.
     Column("available_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
