@@ -12,6 +12,8 @@ class TcpProxy:
         self._target = (target_host, target_port)
         self._server: asyncio.Server | None = None
         self._streams: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.port = 0
 
     async def __aenter__(self) -> TcpProxy:
@@ -38,6 +40,13 @@ class TcpProxy:
             writer.close()
         self._streams.clear()
 
+    def freeze(self) -> None:
+        """Keep every connection open but pass no more bytes: a server that never answers."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         try:
             server_reader, server_writer = await asyncio.open_connection(*self._target)
@@ -46,15 +55,16 @@ class TcpProxy:
             return
         self._streams.update((client_writer, server_writer))
         await asyncio.gather(
-            _pipe(client_reader, server_writer),
-            _pipe(server_reader, client_writer),
+            _pipe(client_reader, server_writer, self._flowing),
+            _pipe(server_reader, client_writer, self._flowing),
         )
         self._streams.difference_update((client_writer, server_writer))
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event) -> None:
     with contextlib.suppress(ConnectionError, OSError):
         while data := await reader.read(65536):
+            await flowing.wait()
             writer.write(data)
             await writer.drain()
     writer.close()
