@@ -11,6 +11,9 @@ export UV
 # those of variant V's broker (its name's first word, see variants.yml).
 SERVICES ?= postgres $(if $(V),$(if $(filter kafka-%,$(V)),kafka,redis),redis kafka)
 LINT_PATHS := tests extensions
+# Test processes side by side (pytest-xdist): variants spend most of their time waiting on servers.
+JOBS ?= 2
+PYTEST_PARALLEL := -n $(JOBS) --dist worksteal
 
 # Run the rest of a recipe line with the services' URLs (TEST_DATABASE_URL, ...) exported.
 with_services = services_env=$$(scripts/services.sh $(SERVICES)) && eval "$$services_env" &&
@@ -43,10 +46,10 @@ lint: sync ## ruff check and ruff format --check, then mypy, on tests/ and exten
 	$(UV) run --no-sync mypy $(LINT_PATHS)
 
 check: lint ## Lint, question and render tests (no services needed)
-	$(UV) run --no-sync pytest -m "not variant and not update"
+	$(UV) run --no-sync pytest $(PYTEST_PARALLEL) -m "not variant and not update"
 
 test: $(UV) services lint ## All of it, as CI runs it: lint, question, render and variant tests
-	$(with_services) $(UV) run --no-sync pytest
+	$(with_services) $(UV) run --no-sync pytest $(PYTEST_PARALLEL)
 
 test-variant: $(UV) services sync ## Render and variant tests of one variant: V=arq-default
 	$(with_services) $(UV) run --no-sync pytest --variant "$(V)" tests/test_render.py tests/test_variants.py

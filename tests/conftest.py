@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from shutil import copytree, ignore_patterns, which
@@ -29,8 +29,9 @@ ANSWERS_FILE = ".copier-answers.yml"
 NOT_SOURCE = (".git", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache")
 TAIL_LINES = 80
 SYNC_TIMEOUT_S = 900
-# variant -> (result, seconds) of its `variant`-marked tests, for the table at the end.
-VARIANT_RESULTS = pytest.StashKey[dict[str, tuple[str, float]]]()
+# variant -> (result, seconds) of its `variant`-marked tests, for the table at the end. Filled
+# from test reports where the session runs (with pytest-xdist: the controller).
+VARIANT_RESULTS: dict[str, tuple[str, float]] = {}
 # A variant's result is its worst test's: later in this tuple is worse.
 OUTCOMES = ("passed", "skipped", "failed", "error")
 
@@ -237,7 +238,6 @@ def pytest_configure(config: pytest.Config) -> None:
             f"unknown --variant {', '.join(sorted(unknown))}; variants.yml has: "
             + ", ".join(VARIANTS)
         )
-    config.stash[VARIANT_RESULTS] = {}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -249,36 +249,36 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 # --- the per-variant table at the end of the session ---
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    callspec = getattr(item, "callspec", None)
-    if item.get_closest_marker("variant") is None or callspec is None:
-        return report
-    name = callspec.params["variant"].name
-    results = item.config.stash[VARIANT_RESULTS]
-    outcome, seconds = results.get(name, ("passed", 0.0))
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Reports carry their variant to the table, also from pytest-xdist's workers.
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if item.get_closest_marker("variant") is not None and callspec is not None:
+            item.user_properties.append(("variant", callspec.params["variant"].name))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    name = dict(report.user_properties).get("variant")
+    if name is None:
+        return
+    outcome, seconds = VARIANT_RESULTS.get(str(name), ("passed", 0.0))
     if report.skipped:
         this = "skipped"
     elif report.failed:
         this = "failed" if report.when == "call" else "error"
     else:
         this = "passed"
-    results[name] = (max(outcome, this, key=OUTCOMES.index), seconds + report.duration)
-    return report
+    VARIANT_RESULTS[str(name)] = (max(outcome, this, key=OUTCOMES.index), seconds + report.duration)
 
 
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
-    results = config.stash.get(VARIANT_RESULTS, {})
-    if not results:
+    if not VARIANT_RESULTS:
         return
     terminalreporter.section("variants")
     terminalreporter.write_line(f"{'variant':<32} {'result':<8} {'seconds':>8}")
-    for name, (outcome, seconds) in results.items():
+    for name, (outcome, seconds) in VARIANT_RESULTS.items():
         terminalreporter.write_line(f"{name:<32} {outcome:<8} {seconds:>8.1f}")
 
 

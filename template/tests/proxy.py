@@ -32,6 +32,7 @@ class TcpProxy:
 
     async def down(self) -> None:
         """Refuse new connections and cut every open one."""
+        self._flowing.set()  # frozen pipes wake up, find their connection cut, and end
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

@@ -19,5 +19,7 @@ RELAY_DEAD_LETTER_CONSUMER = "relay"
 
 # Past SHUTDOWN_TIMEOUT_S, how long a process may take to cancel what is left and exit.
 SHUTDOWN_MARGIN_S = 10.0
+# At the end of a shutdown, closing connections to a database that may no longer answer.
+DB_CLOSE_TIMEOUT_S = 3.0
 
 CORRELATION_HEADER = "x-correlation-id"

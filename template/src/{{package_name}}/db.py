@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from .settings import Settings
+
+log = structlog.get_logger(__name__)
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -24,3 +29,18 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def dispose(engine: AsyncEngine, *, timeout_s: float) -> None:
+    """Close the pool's connections, but give up after `timeout_s`.
+
+    Closing is a polite goodbye that waits for the server's answer; a database that accepts
+    connections but never answers would hold a shutdown forever. Past the bound the pool is just
+    dropped, and the connections end with the process.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            await engine.dispose()
+    except TimeoutError:
+        log.warning("database_close_timed_out", after_s=timeout_s)
+        await engine.dispose(close=False)

@@ -179,8 +179,8 @@ class Relay:
                 if not done:
                     log.warning("relay_shutdown_cancelled", owner=self.owner)
                     work.cancel()
-                    await asyncio.wait({work})
-            if not work.cancelled():
+                    await asyncio.wait({work}, timeout=_CLEANUP_TIMEOUT_S)
+            if work.done() and not work.cancelled():
                 work.result()  # a crash of the loop is raised, not hidden
         finally:
             stopped.cancel()
