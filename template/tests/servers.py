@@ -17,11 +17,16 @@ def server_url(variable: str, kind: str) -> Iterator[str]:
     """Yield the server URL from `variable`, or start a container of `kind` for the session."""
     url = os.environ.get(variable)
     if url:
-        yield url
+        yield plain_postgres_url(url) if kind == "postgres" else url
         return
     container = _container(variable, kind)
     with container:
         yield _url(container, kind)
+
+
+def plain_postgres_url(url: str) -> str:
+    """`url` as asyncpg takes it: TEST_DATABASE_URL may name SQLAlchemy's driver, as DATABASE_URL may."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 def _container(variable: str, kind: str) -> Any:
