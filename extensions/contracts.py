@@ -12,9 +12,11 @@ import difflib
 import keyword
 import re
 import sys
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import yaml
 from jinja2 import Environment
 from jinja2.ext import Extension
 
@@ -49,6 +51,18 @@ CONTRACT_KEYS: Mapping[str, str] = {
     "fields": "a mapping of field name to type",
 }
 TYPES_HINT = "str, int, float, bool, decimal, uuid, datetime, date, or list[...] of those"
+
+# The rendered code's line length (its pyproject.toml), and the longest answers that keep every
+# generated line within it (and ruff format's layout unchanged).
+LINE_LENGTH = 110
+MAX_PROJECT_NAME_WIDTH = 60  # FastAPI(title=...) in main.py
+MAX_DESCRIPTION_WIDTH = 100  # the package docstring in __init__.py
+MAX_PACKAGE_NAME = 40  # `from <package>.<module> import ...` lines in the tests
+MAX_CONTRACT_NAME = 32  # the handler registry line: `NameV1: handle_name_v1,`
+MAX_VERSION = 9999
+MAX_FIELD_NAME = 60
+# E741: a field named l reads as 1 (O and I are uppercase, which field names cannot be).
+AMBIGUOUS_NAMES = frozenset({"l"})
 
 NAME_RE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
@@ -100,6 +114,71 @@ DEPENDENCIES = frozenset(
         "tests",
         "typing_extensions",
         "uvicorn",
+    }
+)
+
+
+# Every top-level module installed into the rendered services' environments (both brokers, with
+# their dev tools): a package of the same name would shadow it, and `uv sync` or imports break.
+# tests/test_render.py checks this list against a synced render.
+INSTALLED_MODULES = frozenset(
+    {
+        "aiokafka",
+        "alembic",
+        "annotated_doc",
+        "annotated_types",
+        "anyio",
+        "arq",
+        "ast_serialize",
+        "async_timeout",
+        "asyncpg",
+        "certifi",
+        "charset_normalizer",
+        "click",
+        "docker",
+        "dotenv",
+        "fastapi",
+        "greenlet",
+        "h11",
+        "hiredis",
+        "httpcore",
+        "httpx",
+        "hypothesis",
+        "idna",
+        "iniconfig",
+        "jwt",
+        "librt",
+        "mako",
+        "markupsafe",
+        "mypy",
+        "mypy_extensions",
+        "mypyc",
+        "opentelemetry",
+        "packaging",
+        "pathspec",
+        "pluggy",
+        "prometheus_client",
+        "py",
+        "pydantic",
+        "pydantic_core",
+        "pydantic_settings",
+        "pygments",
+        "pytest",
+        "pytest_asyncio",
+        "pytest_timeout",
+        "redis",
+        "requests",
+        "ruff",
+        "sortedcontainers",
+        "sqlalchemy",
+        "starlette",
+        "structlog",
+        "testcontainers",
+        "typing_extensions",
+        "typing_inspection",
+        "urllib3",
+        "uvicorn",
+        "wrapt",
     }
 )
 
@@ -176,21 +255,47 @@ def tuple_of(names: Iterable[object]) -> str:
 
 def import_list(names: Iterable[object]) -> str:
     """Return the names part of a from-import as ruff sorts and formats it: "A", or one a line."""
-    items = sorted((str(name) for name in names), key=_natural)
+    items = sorted((str(name) for name in names), key=_member_order)
     if len(items) < 2:
         return "".join(items)
     return "(\n" + "".join(f"    {item},\n" for item in items) + ")"
 
 
+def _member_order(name: str) -> tuple[int, list[tuple[int, str]], str]:
+    """Sort key of ruff's isort for imported names: CONSTANTS, then Classes, then the rest;
+    within each, case-insensitively with numbers in natural order ("V2" before "V10")."""
+    kind = 0 if len(name) > 1 and name.isupper() else 1 if name[:1].isupper() else 2
+    return kind, _natural(name.lower()), name
+
+
 def _natural(name: str) -> list[tuple[int, str]]:
-    """Sort key that puts "V2" before "V10", as ruff's isort does."""
     return [(int(part), "") if part.isdigit() else (0, part) for part in re.split(r"(\d+)", name)]
+
+
+def refuse(message: str) -> str:
+    """Stop rendering with ``message`` unless it is empty: for answers no validator checked."""
+    if message:
+        raise ValueError(message)
+    return ""
+
+
+def str_assignment(value: object, *, indent: int, target: str) -> str:
+    """Return the right-hand side ``"value"`` of ``target = "value"`` as ruff formats it.
+
+    A string too long for the line goes in parentheses on a line of its own, where E501 lets a
+    single long word be.
+    """
+    literal = f'"{value}"'
+    if indent + len(target) + 3 + len(literal) <= LINE_LENGTH:
+        return literal
+    return f"(\n{' ' * (indent + 4)}{literal}\n{' ' * indent})"
 
 
 def identifier(text: str) -> str:
     """Return ``text`` as a lowercase Python identifier: "Orders Service" -> "orders_service"."""
     name = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-    return f"x_{name}" if name[:1].isdigit() else name
+    name = f"x_{name}" if name[:1].isdigit() else name
+    return name[:MAX_PACKAGE_NAME].rstrip("_")
 
 
 def _contract_list(contracts: object) -> list[Contract]:
@@ -215,38 +320,138 @@ def package_name_error(name: str) -> str:
     hint = f"choose another name, like '{name}_service'"
     if keyword.iskeyword(name):
         return f"package_name {name!r} is a Python keyword; {hint}"
+    if len(name) > MAX_PACKAGE_NAME:
+        return (
+            f"package_name {name!r} is {len(name)} characters long; at most {MAX_PACKAGE_NAME}, "
+            "so that the generated import lines fit the line length"
+        )
     if name in DEPENDENCIES:
         return f"package_name {name!r} would shadow the dependency or folder {name!r}; {hint}"
+    if name in INSTALLED_MODULES:
+        return (
+            f"package_name {name!r} would shadow the module {name!r} that the rendered service "
+            f"or its tools install; {hint}"
+        )
     if name in sys.stdlib_module_names:
         return f"package_name {name!r} would shadow the standard library module {name!r}; {hint}"
     return ""
 
 
-def text_error(text: str, question: str, *, required: bool = True) -> str:
-    """Return why ``text`` is not a usable one-line answer to ``question``, or ""."""
+def text_error(text: str, question: str, *, required: bool = True, max_width: int = 0) -> str:
+    """Return why ``text`` is not a usable one-line answer to ``question``, or "".
+
+    ``max_width`` bounds the width the text takes in a line of code (wide characters count two,
+    as in ruff's line length).
+    """
     if required and not text.strip():
         return f"{question} must not be empty"
     if "\n" in text or "\r" in text:
         return f"{question} must be a single line"
     if '"' in text or "\\" in text:
         return f"{question} must not contain double quotes or backslashes (it goes into strings)"
+    # They break pyproject.toml and source files (TOML and Python refuse them in strings).
+    if controls := [c for c in text if unicodedata.category(c) in CONTROL_CATEGORIES]:
+        return f"{question} must not contain control characters (found {controls[0]!r})"
+    if max_width and (width := text_width(text)) > max_width:
+        return f"{question} is too long: {width} characters wide, at most {max_width}"
     return ""
 
 
+CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def text_width(text: str) -> int:
+    """The columns ``text`` takes in an editor, as ruff counts them for its line length."""
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+        for c in text
+    )
+
+
+def choice_error(value: object, question: str, choices: Iterable[str]) -> str:
+    """Return why ``value`` is not one of ``choices`` (an empty answer included), or ""."""
+    allowed = list(choices)
+    if value in allowed:
+        return ""
+    return f"{question} must be one of: {', '.join(allowed)} (got {value!r})"
+
+
 def min_error(
-    value: object, question: str, minimum: float, *, exclusive: bool = False, minimum_name: str = ""
+    value: object,
+    question: str,
+    minimum: float,
+    *,
+    exclusive: bool = False,
+    minimum_name: str = "",
+    maximum: float | None = None,
 ) -> str:
-    """Return why ``value`` is below ``minimum`` (another answer if ``minimum_name``), or ""."""
+    """Return why ``value`` is below ``minimum`` (another answer if ``minimum_name``) or above
+    ``maximum``, or ""."""
     operator = ">" if exclusive else ">="
     bound = f"{minimum_name} ({minimum})" if minimum_name else str(minimum)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return f"{question} must be a number {operator} {bound} (got {value!r})"
     ok = value > minimum if exclusive else value >= minimum  # written so that NaN fails
-    if ok:
-        return ""
-    if minimum_name:
-        return f"{question} ({value}) must be {operator} {minimum_name} ({minimum})"
-    return f"{question} must be {operator} {minimum} (got {value})"
+    if not ok:
+        if minimum_name:
+            return f"{question} ({value}) must be {operator} {minimum_name} ({minimum})"
+        return f"{question} must be {operator} {minimum} (got {value})"
+    if maximum is not None and not value <= maximum:  # also catches inf: it has no Python literal
+        return f"{question} must be <= {maximum} (got {value})"
+    return ""
+
+
+# Answers that copier would fail to parse before any validator sees them
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (line {line}); a key may appear once"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def yaml_problem(text: str) -> str:
+    """Return why ``text`` is not YAML that means one thing (a key twice, bad syntax), or ""."""
+    try:
+        yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe
+    except yaml.MarkedYAMLError as error:
+        where = f" (line {error.problem_mark.line + 1})" if error.problem_mark else ""
+        return f"{error.problem}{where}"
+    except yaml.YAMLError as error:
+        return str(error)
+    return ""
+
+
+NUMBER_TYPES: Mapping[str, Callable[[str], object]] = {"int": int, "float": float}
+
+
+def answer_type(raw: object, type_name: str) -> str:
+    """Return the copier ``type`` to parse a question's ``--data`` answer ``raw`` with.
+
+    Copier parses an answer before its validator runs and reports a parse failure without naming
+    the question. For an answer that would not parse this returns "str", so that the validator
+    gets the text and names the question and the problem; otherwise ``type_name``.
+    """
+    if not isinstance(raw, str):
+        return type_name
+    if type_name == "yaml":
+        return "str" if yaml_problem(raw) else type_name
+    if type_name in NUMBER_TYPES:
+        try:
+            NUMBER_TYPES[type_name](raw)
+        except ValueError:
+            return "str"
+    return type_name
 
 
 # Contract validation
@@ -259,6 +464,8 @@ def contract_errors(contracts: object, broker: str = "arq", service: str = "") -
     name or version is unusable) and the key or field at fault. With Kafka, a contract topic may
     not be the service's own retry topic (``<service>.retry``, the worker reads it for retries).
     """
+    if isinstance(contracts, str) and (problem := yaml_problem(contracts)):
+        return f"contracts is not valid YAML: {problem}"
     if not isinstance(contracts, list):
         return f"contracts must be a YAML list of contracts, got {_kind(contracts)}"
     if not contracts:
@@ -329,6 +536,8 @@ def _key_set_problems(contract: Contract) -> Iterable[str]:
 
 def _name_problem(name: object) -> str:
     if isinstance(name, str) and NAME_RE.match(name):
+        if len(name) > MAX_CONTRACT_NAME:
+            return f"name {name!r} is {len(name)} characters long; at most {MAX_CONTRACT_NAME}"
         return ""
     suggestion = "".join(
         part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", str(name))
@@ -343,6 +552,8 @@ def _version_problem(version: object) -> str:
         return f"version must be an integer >= 1, got the boolean {version!r}"
     if not isinstance(version, int) or version < 1:
         return f"version must be an integer >= 1, got {version!r}"
+    if version > MAX_VERSION:
+        return f"version must be at most {MAX_VERSION}, got {version!r}"
     return ""
 
 
@@ -378,8 +589,12 @@ def _field_name_problem(name: object) -> str:
         return (
             f"field {name!r}: name must be lowercase letters, digits and _, starting with a letter"
         )
+    if len(name) > MAX_FIELD_NAME:
+        return f"field {name!r}: name is {len(name)} characters long; at most {MAX_FIELD_NAME}"
     if keyword.iskeyword(name):
         return f"field {name!r}: name is a Python keyword"
+    if name in AMBIGUOUS_NAMES:
+        return f"field {name!r}: name reads like the digit 1; use a longer name"
     if name.startswith("model_") or name in BASEMODEL_ATTRIBUTES:
         taken = ", ".join(sorted(BASEMODEL_ATTRIBUTES))
         return f"field {name!r}: name clashes with pydantic.BaseModel (no 'model_' prefix, {taken})"
@@ -442,6 +657,10 @@ def _kind(value: object) -> str:
 
 FILTERS: Mapping[str, Callable[..., Any]] = {
     "contract_errors": contract_errors,
+    "choice_error": choice_error,
+    "str_assignment": str_assignment,
+    "refuse": refuse,
+    "answer_type": answer_type,
     "package_name_error": package_name_error,
     "text_error": text_error,
     "min_error": min_error,

@@ -674,3 +674,128 @@ def test_a_kafka_topic_may_not_be_the_services_retry_topic() -> None:
         "retry topic; choose another topic"
     )
     assert ext.contract_errors(clash, broker="arq", service="orders-service") == ""
+
+
+# Answers that used to pass the questions and break the render (issue 8)
+
+
+@pytest.mark.parametrize(
+    ("question", "value", "message"),
+    [
+        ("project_name", "x" * 61, "project_name is too long: 61 characters wide, at most 60"),
+        # A wide (CJK) letter takes two columns of a line, as ruff counts it.
+        ("project_name", "\u6771" * 31, "project_name is too long: 62 characters wide, at most 60"),
+        ("description", "d" * 101, "description is too long: 101 characters wide, at most 100"),
+        ("description", "tab\there", "description must not contain control characters (found '\\t')"),
+        ("description", "nul\x00", "description must not contain control characters (found '\\x00')"),
+        ("description", "bidi\u202e", "description must not contain control characters"),
+        ("package_name", "p" * 41, "package_name 'ppp"),
+        ("package_name", "click", "package_name 'click' would shadow the module 'click' that the"),
+        ("package_name", "pydantic_core", "package_name 'pydantic_core' would shadow the module"),
+        ("package_name", "pytest_asyncio", "package_name 'pytest_asyncio' would shadow the module"),
+        ("retry_max_delay_s", float("inf"), "retry_max_delay_s must be <= 86400 (got inf)"),
+        ("retry_max_delay_s", "1e400", "retry_max_delay_s must be <= 86400 (got inf)"),
+        ("retry_max_delay_s", 86400.5, "retry_max_delay_s must be <= 86400 (got 86400.5)"),
+        ("retry_initial_delay_s", "soon", "retry_initial_delay_s must be a number > 0 (got 'soon')"),
+        ("retry_max_attempts", "abc", "retry_max_attempts must be a number >= 1 (got 'abc')"),
+        ("retry_max_attempts", 1001, "retry_max_attempts must be <= 1000 (got 1001)"),
+        (
+            "contracts",
+            "- name: OrderPlaced\n  name: OrderShipped\n",
+            "contracts is not valid YAML: duplicate key 'name' (line 2); a key may appear once",
+        ),
+        (
+            "contracts",
+            "- {name: OrderPlaced, fields: {a: str, a: int}}",
+            "contracts is not valid YAML: duplicate key 'a' (line 1)",
+        ),
+        ("contracts", "- name: [OrderPlaced", "contracts is not valid YAML: "),
+        (
+            "contracts",
+            [changed(fields={"order_id": "uuid", "l": "str"})],
+            "contract 'OrderPlaced' v1: field 'l': name reads like the digit 1",
+        ),
+        ([changed(name="A" * 33)], None, "is 33 characters long; at most 32"),
+        ([changed(version=10_000)], None, "version must be at most 9999, got 10000"),
+    ],
+    ids=lambda value: repr(value)[:30],
+)
+def test_copier_refuses_what_would_not_render_clean(
+    template: Path, tmp_path: Path, question: object, value: object, message: str
+) -> None:
+    if isinstance(question, list):  # a contracts answer, refused whatever its position
+        question, value = "contracts", question
+    with pytest.raises(ValueError, match=f"^Validation error for question '{question}': ") as info:
+        run_questions(template, tmp_path / "out", **{str(question): value})
+    assert message in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("question", "value"),
+    [
+        ("project_name", "x" * 60),
+        ("project_name", "Caf\u00e9 \u2013 \u6771\u4eac Ops"),
+        ("description", "d" * 100),
+        ("package_name", "p" * 40),
+        ("retry_max_delay_s", "86400"),
+        ("retry_max_attempts", "7"),  # as --data passes it: text
+        ("contracts", yaml.safe_dump([order_placed()], sort_keys=False)),
+        ("contracts", [changed(name="A" * 32, version=9999)]),
+    ],
+    ids=lambda value: repr(value)[:30],
+)
+def test_copier_accepts_answers_at_the_limits(
+    template: Path, tmp_path: Path, question: str, value: object
+) -> None:
+    run_questions(template, tmp_path / "out", **{question: value})
+    assert (tmp_path / "out" / "answers.txt").is_file()
+
+
+def test_kafka_partitions_are_not_validated_when_the_broker_is_arq(
+    template: Path, tmp_path: Path
+) -> None:
+    run_questions(template, tmp_path / "out", broker="arq", kafka_partitions=0)
+    assert (tmp_path / "out" / "answers.txt").read_text().endswith(" arq 2\n")
+
+
+def test_the_import_order_is_ruffs() -> None:
+    # Constants (all caps) first, then classes, each case-insensitively and naturally numbered.
+    names = ["OOn21RV3", "OdmN1m4ab2ajzV1", "ABV1", "AbcV10", "AbcV2"]
+    assert ext.import_list(names).split() == [
+        "(",
+        "ABV1,",
+        "AbcV2,",
+        "AbcV10,",
+        "OdmN1m4ab2ajzV1,",
+        "OOn21RV3,",
+        ")",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "indent", "rendered"),
+    [
+        ("orders", 4, '"orders"'),
+        ("t" * 82, 4, '(\n        "' + "t" * 82 + '"\n    )'),
+    ],
+)
+def test_long_strings_are_wrapped_as_ruff_formats_them(
+    value: str, indent: int, rendered: str
+) -> None:
+    assert ext.str_assignment(value, indent=indent, target="TOPIC: ClassVar[str]") == rendered
+
+
+@pytest.mark.parametrize("question", ["broker", "retry_backoff"])
+def test_an_empty_choice_is_refused(template: Path, tmp_path: Path, question: str) -> None:
+    # From --data, copier's choice check refuses it before the validator; both name the question.
+    with pytest.raises(ValueError, match=f"^Invalid choice for '{question}': '' is not in"):
+        run_questions(template, tmp_path / "out", **{question: ""})
+    assert f"{question} must be one of: " in ext.choice_error("", question, ["a", "b"])
+
+
+def test_an_empty_choice_stops_the_render() -> None:
+    # A choice prompt runs no validator: the answers file's template refuses the empty answer.
+    with pytest.raises(ValueError, match=r"^broker must be one of: arq, kafka \(got ''\)$"):
+        ext.refuse(ext.choice_error("", "broker", ["arq", "kafka"]))
+    assert ext.refuse(ext.choice_error("arq", "broker", ["arq", "kafka"])) == ""
