@@ -252,9 +252,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Reports carry their variant to the table, also from pytest-xdist's workers.
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        if item.get_closest_marker("variant") is not None and callspec is not None:
-            item.user_properties.append(("variant", callspec.params["variant"].name))
+        # Only a named variant's tests: generated answer sets have no row in the table.
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if item.get_closest_marker("variant") is not None and "variant" in params:
+            item.user_properties.append(("variant", params["variant"].name))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -686,8 +686,8 @@ def test_a_kafka_topic_may_not_be_the_services_retry_topic() -> None:
         # A wide (CJK) letter takes two columns of a line, as ruff counts it.
         ("project_name", "\u6771" * 31, "project_name is too long: 62 characters wide, at most 60"),
         ("description", "d" * 101, "description is too long: 101 characters wide, at most 100"),
-        ("description", "tab\there", "description must not contain control characters (found '\\t')"),
-        ("description", "nul\x00", "description must not contain control characters (found '\\x00')"),
+        ("description", "tab\there", "must not contain control characters (found '\\t')"),
+        ("description", "nul\x00", "must not contain control characters (found '\\x00')"),
         ("description", "bidi\u202e", "description must not contain control characters"),
         ("package_name", "p" * 41, "package_name 'ppp"),
         ("package_name", "click", "package_name 'click' would shadow the module 'click' that the"),
@@ -696,7 +696,7 @@ def test_a_kafka_topic_may_not_be_the_services_retry_topic() -> None:
         ("retry_max_delay_s", float("inf"), "retry_max_delay_s must be <= 86400 (got inf)"),
         ("retry_max_delay_s", "1e400", "retry_max_delay_s must be <= 86400 (got inf)"),
         ("retry_max_delay_s", 86400.5, "retry_max_delay_s must be <= 86400 (got 86400.5)"),
-        ("retry_initial_delay_s", "soon", "retry_initial_delay_s must be a number > 0 (got 'soon')"),
+        ("retry_initial_delay_s", "soon", "must be a number > 0 (got 'soon')"),
         ("retry_max_attempts", "abc", "retry_max_attempts must be a number >= 1 (got 'abc')"),
         ("retry_max_attempts", 1001, "retry_max_attempts must be <= 1000 (got 1001)"),
         (

@@ -82,3 +82,23 @@ def mypy_targets(project: Path) -> list[str]:
     if config.get("tool", {}).get("mypy", {}).get("files"):
         return []
     return [name for name in ("src", "tests") if (project / name).is_dir()]
+
+
+LIST_MODULES = """
+import importlib.metadata, os, re, sysconfig
+names = set(importlib.metadata.packages_distributions())
+site = sysconfig.get_paths()["purelib"]
+names |= {entry.removesuffix(".py") for entry in os.listdir(site)}
+print("\\n".join(sorted(n for n in names if re.fullmatch(r"[a-z][a-z0-9_]*", n))))
+"""
+
+
+def test_package_names_that_shadow_an_installed_module_are_refused(synced: Rendered) -> None:
+    from test_questions import ext
+
+    installed = run_checked(
+        [uv(), "run", "--no-sync", "python", "-c", LIST_MODULES], cwd=synced.path
+    ).split()
+    own = {path.name for path in (synced.path / "src").iterdir()}
+    unlisted = sorted(set(installed) - own - ext.INSTALLED_MODULES - ext.DEPENDENCIES)
+    assert not unlisted, f"add to INSTALLED_MODULES in extensions/contracts.py: {unlisted}"
