@@ -55,7 +55,10 @@ def words(alphabet: str, min_size: int, max_size: int) -> st.SearchStrategy[str]
     return st.text(st.sampled_from(alphabet), min_size=min_size, max_size=max_size)
 
 
-identifiers = st.from_regex(r"[a-z][a-z0-9_]{0,30}", fullmatch=True)
+identifiers = st.one_of(
+    st.from_regex(r"[a-z][a-z0-9_]{0,30}", fullmatch=True),
+    st.from_regex(r"[a-z][a-z0-9_]{36,62}", fullmatch=True),  # around the limits
+)
 pascal_names = st.lists(
     st.from_regex(r"[A-Z][a-z0-9]{0,11}", fullmatch=True), min_size=1, max_size=6
 ).map("".join)
@@ -276,6 +279,39 @@ FOUND = [
     pytest.param(found([one_contract(name="AB", role="consume")]), "passed", id="constant-name"),
     pytest.param(found([one_contract(name="A" + "b" * 40)]), "contracts", id="long-name"),
     pytest.param(found([one_contract()], project_name="x" * 66), "project_name", id="long-title"),
+    # Every limit at its edge renders clean, with both brokers.
+    pytest.param(
+        found(
+            [
+                one_contract(
+                    name="AbAbAbAbAbAbAbAbAbAbAbAbAbAbAbAb",
+                    version=9999,
+                    key="k" * 60,
+                    fields={"k" * 60: "str", "f" * 60: "list[datetime]"},
+                ),
+                one_contract(name="Ab" * 16, version=9998, role="consume", topic="t" * 200),
+            ],
+            project_name="\u6771" * 30,
+            package_name="p" * 40,
+            description="d" * 99 + "\u00e9",
+            retry_initial_delay_s=86400.0,
+            retry_max_delay_s=86400.0,
+            retry_max_attempts=1000,
+        ),
+        "passed",
+        id="limits-arq",
+    ),
+    pytest.param(
+        found(
+            [one_contract(name="Ab" * 16, version=9999, topic="t" * 200)],
+            broker="kafka",
+            project_name="x" * 60,
+            package_name="q" * 40,
+            retry_initial_delay_s=1e-6,
+        ),
+        "passed",
+        id="limits-kafka",
+    ),
     pytest.param(found([one_contract()], package_name="click"), "package_name", id="click"),
     pytest.param(found([one_contract()], description="bell\x07"), "description", id="control"),
 ]
