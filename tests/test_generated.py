@@ -34,7 +34,7 @@ BROKERS = ("arq", "kafka")
 # 5 minutes for both brokers, venvs included). GENERATED_EXAMPLES=200 for a longer hunt.
 EXAMPLES = int(os.environ.get("GENERATED_EXAMPLES", "12"))
 # The full-suite test runs one generated set per broker, drawn from GENERATED_SEED (else random).
-SUITE_DRAWS = 5
+SUITE_DRAWS = 10
 SEED = int(os.environ.get("GENERATED_SEED") or random.SystemRandom().randrange(2**32))
 TOOL_TIMEOUT_S = 600
 REFUSAL = re.compile(r"^Validation error for question '(?P<question>\w+)': (?P<message>\S.*)", re.S)
@@ -358,7 +358,7 @@ def test_a_generated_answer_set_passes_its_own_make_test(toolbox: Toolbox, broke
     require_servers(broker)
     accepted: list[Path] = []
 
-    # Hypothesis starts from its simplest example: render a few and take the last one accepted.
+    # Hypothesis starts from its simplest example: render several and take the last one accepted.
     @seed(SEED)
     @settings(max_examples=SUITE_DRAWS, deadline=None, database=None, phases=[Phase.generate])
     @given(answers=answer_sets(broker))
