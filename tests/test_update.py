@@ -20,7 +20,7 @@ from typing import Any
 import copier
 import pytest
 import yaml
-from conftest import NOT_SOURCE, REPO, run_logged, subprocess_env, tail
+from conftest import NOT_SOURCE, REPO, keep_log, run_logged, subprocess_env, tail
 from test_variants import REQUIRED_ENV, TIMEOUT_S
 
 RELEASE_SUBJECT = re.compile(r"^Release (v\d+\.\d+\.\d+)\b")
@@ -149,7 +149,10 @@ def make_test(service: Path, broker: str) -> None:
     )
     if code != 0:
         output = tail(log.read_text(errors="replace"))
-        pytest.fail(f"`make test` in {service} {code=}; the end of {log}:\n{output}", pytrace=False)
+        kept = keep_log(log, f"update-{service.parent.name}")
+        pytest.fail(
+            f"`make test` in {service} {code=}; the end of {kept}:\n{output}", pytrace=False
+        )
 
 
 @pytest.mark.update
