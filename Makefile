@@ -55,7 +55,7 @@ test-variant: $(UV) services sync ## Render and variant tests of one variant: V=
 	$(with_services) $(UV) run --no-sync pytest --variant "$(V)" tests/test_render.py tests/test_variants.py
 
 test-update: $(UV) services sync ## copier update from the previous release, and adding a contract
-	$(with_services) $(UV) run --no-sync pytest -m update tests/test_update.py
+	$(with_services) $(UV) run --no-sync pytest -m update tests/test_update.py tests/test_docs.py
 
 render: sync ## Render one variant into a new directory: V=arq-default DEST=../orders-service
 	$(UV) run --no-sync python tests/conftest.py "$(V)" "$(DEST)"

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from shutil import copytree, ignore_patterns, which
+from shutil import copyfile, copytree, ignore_patterns, which
 from typing import Any
 
 import copier
@@ -26,8 +26,19 @@ REPO = Path(__file__).resolve().parent.parent
 VARIANTS_FILE = REPO / "variants.yml"
 ANSWERS_FILE = ".copier-answers.yml"
 # Generated on the way, never part of the template: left out of the render source and of scans.
-NOT_SOURCE = (".git", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache")
+NOT_SOURCE = (
+    ".git",
+    ".venv",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".test-logs",
+)
 TAIL_LINES = 80
+# Logs of failed runs are kept here (ignored by git): the temporary directories they were written
+# in are pruned by pytest, also by other sessions on the same machine, long before anyone looks.
+KEPT_LOGS = REPO / ".test-logs"
 SYNC_TIMEOUT_S = 900
 # variant -> (result, seconds) of its `variant`-marked tests, for the table at the end. Filled
 # from test reports where the session runs (with pytest-xdist: the controller).
@@ -121,6 +132,14 @@ def run_logged(
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def keep_log(log: Path, name: str) -> Path:
+    """Copy a failed run's `log` to KEPT_LOGS as `name`-<time>.log; the copy's path, to print."""
+    KEPT_LOGS.mkdir(exist_ok=True)
+    kept = KEPT_LOGS / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    copyfile(log, kept)
+    return kept
 
 
 def run_checked(args: Sequence[str], *, cwd: Path, timeout_s: float = SYNC_TIMEOUT_S) -> str:

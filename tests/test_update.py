@@ -1,8 +1,11 @@
 """`copier update`: from the previous release to this commit, and adding a contract later.
 
 Both work on a git clone of this repository whose HEAD is the working tree as it is on disk, so
-that "the current commit" includes uncommitted changes while developing. A fresh clone may come
-without tags: release tags are recreated from the release commits ("Release vX.Y.Z").
+that "the current commit" includes uncommitted changes while developing. Release tags may not
+travel with a repository, and the update path must work both ways, as the update how-to says:
+with tags (recreated from the release commits, "Release vX.Y.Z"), a service rendered from the
+previous release tag is updated with `--vcs-ref HEAD`; without tags, a service rendered from the
+previous release's commit is updated with a plain `copier update`, which then goes to HEAD.
 """
 
 from __future__ import annotations
@@ -11,13 +14,13 @@ import os
 import re
 import subprocess
 from pathlib import Path
-from shutil import copytree, ignore_patterns
+from shutil import copytree, ignore_patterns, rmtree
 from typing import Any
 
 import copier
 import pytest
 import yaml
-from conftest import NOT_SOURCE, REPO, run_logged, subprocess_env, tail
+from conftest import NOT_SOURCE, REPO, keep_log, run_logged, subprocess_env, tail
 from test_variants import REQUIRED_ENV, TIMEOUT_S
 
 RELEASE_SUBJECT = re.compile(r"^Release (v\d+\.\d+\.\d+)\b")
@@ -43,30 +46,63 @@ def git(*args: str, cwd: Path) -> str:
     return result.stdout.strip()
 
 
-@pytest.fixture(scope="session")
-def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = tmp_path_factory.mktemp("template-repo") / "repo"
-    copytree(REPO, repo, ignore=ignore_patterns(*(p for p in NOT_SOURCE if p != ".git")))
-    git("add", "-A", cwd=repo)
-    if git("status", "--porcelain", cwd=repo):
-        git("commit", "-q", "-m", "The working tree", cwd=repo)
+def clone_working_tree(dest: Path, *, tags: bool) -> Path:
+    """A clone of this repository at `dest`, its HEAD the working tree; with release tags or none.
+
+    A clone, not a copy of the checkout: in a git worktree `.git` is a file that points back to the
+    worktree's own metadata, so committing in a copy would commit to the worktree's branch.
+    """
+    subprocess.run(["git", "clone", "-q", str(REPO), str(dest)], check=True, capture_output=True)
+    for path in dest.iterdir():
+        if path.is_dir() and path.name != ".git":
+            rmtree(path)
+        elif path.is_file():
+            path.unlink()
+    copytree(REPO, dest, ignore=ignore_patterns(*NOT_SOURCE), dirs_exist_ok=True)
+    git("add", "-A", cwd=dest)
+    if git("status", "--porcelain", cwd=dest):
+        git("commit", "-q", "-m", "The working tree", cwd=dest)
+    for tag in git("tag", "--list", cwd=dest).split():
+        git("tag", "-d", tag, cwd=dest)
+    if tags:
+        for tag, sha in releases(dest):
+            git("tag", tag, sha, cwd=dest)
+    return dest
+
+
+def releases(repo: Path) -> list[tuple[str, str]]:
+    """(tag, commit) of every release commit behind HEAD, newest first."""
+    found = []
     for line in git("log", "--format=%H %s", cwd=repo).splitlines():
         sha, subject = line.split(" ", 1)
         if match := RELEASE_SUBJECT.match(subject):
-            git("tag", "-f", match.group(1), sha, cwd=repo)
-    return repo
+            found.append((match.group(1), sha))
+    return found
 
 
-def previous_release(repo: Path) -> str:
-    """The newest release tag behind HEAD; on the first release itself, that release."""
+@pytest.fixture(scope="session")
+def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return clone_working_tree(tmp_path_factory.mktemp("template-repo") / "repo", tags=True)
+
+
+@pytest.fixture(scope="session")
+def untagged_template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return clone_working_tree(
+        tmp_path_factory.mktemp("untagged-template-repo") / "repo", tags=False
+    )
+
+
+def previous_release(repo: Path, *, by: str = "tag") -> str:
+    """The newest release behind HEAD (on the first release, that release): its tag or commit."""
     head = git("rev-parse", "HEAD", cwd=repo)
-    tags = git("tag", "--merged", "HEAD", "--sort=-v:refname", "--list", "v*", cwd=repo).split()
-    if not tags:
+    found = releases(repo)
+    if not found:
         pytest.fail(
             "no release in the history: a release is a commit 'Release vX.Y.Z'", pytrace=False
         )
-    older = [tag for tag in tags if git("rev-list", "-n1", tag, cwd=repo) != head]
-    return older[0] if older else tags[0]
+    older = [(tag, sha) for tag, sha in found if sha != head]
+    tag, sha = older[0] if older else found[0]
+    return tag if by == "tag" else sha
 
 
 def copy(repo: Path, dest: Path, *, ref: str, data: dict[str, Any]) -> Path:
@@ -74,11 +110,13 @@ def copy(repo: Path, dest: Path, *, ref: str, data: dict[str, Any]) -> Path:
     return dest
 
 
-def update(service: Path, *, data: dict[str, Any] | None = None) -> None:
+def update(
+    service: Path, *, data: dict[str, Any] | None = None, vcs_ref: str | None = "HEAD"
+) -> None:
     copier.run_update(
         service,
         data=data or {},
-        vcs_ref="HEAD",
+        vcs_ref=vcs_ref,
         defaults=True,
         overwrite=True,
         unsafe=True,
@@ -111,7 +149,10 @@ def make_test(service: Path, broker: str) -> None:
     )
     if code != 0:
         output = tail(log.read_text(errors="replace"))
-        pytest.fail(f"`make test` in {service} {code=}; the end of {log}:\n{output}", pytrace=False)
+        kept = keep_log(log, f"update-{service.parent.name}")
+        pytest.fail(
+            f"`make test` in {service} {code=}; the end of {kept}:\n{output}", pytrace=False
+        )
 
 
 @pytest.mark.update
@@ -134,6 +175,26 @@ def test_an_update_from_the_previous_release_equals_a_fresh_render(
     differing = [name for name in expected if updated[name] != expected[name]]
     assert differing == [], "identical to a fresh render"
     make_test(service, broker)
+
+
+@pytest.mark.update
+def test_without_release_tags_an_update_goes_to_the_latest_commit(
+    untagged_template_repo: Path, tmp_path: Path
+) -> None:
+    repo = untagged_template_repo
+    release = previous_release(repo, by="commit")
+    service = copy(repo, tmp_path / "service", ref=release, data={})
+    answers = yaml.safe_load((service / ".copier-answers.yml").read_text())
+    assert answers["_commit"] == git("describe", "--always", release, cwd=repo), "a hash, no tag"
+    commit_all(service, "rendered from the previous release's commit")
+    update(service, vcs_ref=None)  # a plain `copier update`: with no tags, copier takes HEAD
+    fresh = copy(repo, tmp_path / "fresh", ref="HEAD", data={})
+
+    updated, expected = files(service), files(fresh)
+    assert sorted(updated) == sorted(expected), "the same files"
+    differing = [name for name in expected if updated[name] != expected[name]]
+    # A fresh render's `make test` is the variant tests' (arq-default) and the tagged update's.
+    assert differing == [], "identical to a fresh render of HEAD"
 
 
 @pytest.mark.update

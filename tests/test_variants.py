@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+from pathlib import Path
+from shutil import rmtree
 
 import pytest
 import yaml
-from conftest import REPO, VARIANTS, Rendered, Variant, run_logged, subprocess_env, tail
+from conftest import (
+    KEPT_LOGS,
+    REPO,
+    VARIANTS,
+    Rendered,
+    Variant,
+    keep_log,
+    run_logged,
+    subprocess_env,
+    tail,
+)
 
 # URLs of the servers the rendered suites use instead of Testcontainers (no Docker here), by broker.
 REQUIRED_ENV = {
@@ -43,7 +57,32 @@ def test_rendered_make_test(rendered: Rendered, variant: Variant) -> None:
     if code != 0:
         what = f"took over {TIMEOUT_S:.0f}s" if code is None else f"exited {code}"
         output = tail(log.read_text(errors="replace"))
+        kept = keep_log(log, variant.name)
         pytest.fail(
-            f"`make test` of variant {variant.name} {what}; the end of {log}:\n{output}",
+            f"`make test` of variant {variant.name} {what}; the end of {kept}:\n{output}",
             pytrace=False,
         )
+
+
+def test_a_failed_variants_log_outlives_its_render(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "arq-broken" / "project"
+    project.mkdir(parents=True)
+    (project / "Makefile").write_text("test:\n\t@echo the failure; exit 3\n")
+    for name in REQUIRED_ENV["arq"]:
+        monkeypatch.setenv(name, "unused")
+    variant = Variant("arq-broken", {})
+    with pytest.raises(pytest.fail.Exception) as failed:
+        test_rendered_make_test(Rendered(variant, project, (), frozenset()), variant)
+    rmtree(tmp_path / "arq-broken")  # as pytest prunes its temporary directories
+    printed = re.search(r"the end of (\S+):", str(failed.value))
+    assert printed, str(failed.value)
+    kept = Path(printed.group(1))
+    try:
+        assert kept.parent == KEPT_LOGS
+        assert "the failure" in kept.read_text()
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(kept)], cwd=REPO, check=False)
+        assert ignored.returncode == 0, f"{kept} is not ignored by git"
+    finally:
+        kept.unlink(missing_ok=True)
