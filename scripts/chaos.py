@@ -49,8 +49,12 @@ WRITE_ATTEMPTS = 20  # per write, on 503 or no response; then it is given up (no
 KEYS = 200  # writes share keys, so several events per key are in flight at once
 RESTART_DELAY_S = 0.5
 OUTAGE_S = 5.0
-MIN_UPTIME_S = 3.0  # a process is signalled only after this long: at work, not importing
-# A process signalled before its handler is installed dies of SIGTERM itself: clean too.
+# Longer than arq's job timeout (HANDLER_TIMEOUT_S + 5): work in flight must survive it.
+FREEZE_S = 12.0
+# A process is signalled once it logged `<kind>_started`, or after this long (a Kafka worker that
+# never joins its group must be signalled too).
+AT_WORK_AFTER_S = 15.0
+# A process signalled before its handler is installed (the final stop) dies of SIGTERM: clean too.
 CLEAN_TERM_CODES = {0, -signal.SIGTERM}
 POISON_EACH = 5
 EXPECTED_REASONS = ("malformed_message", "unknown_contract")
@@ -266,14 +270,23 @@ class Redis:
 
 
 class TcpProxy:
-    """Clients reach tansu through this; cutting it is the broker outage (tansu's memory storage
-    would lose everything on a restart). Like the rendered suite's tests/proxy.py."""
+    """A TCP proxy that can be cut (connections closed and refused) or frozen (connections open,
+    no bytes moving: a server that accepts but never answers). Like the rendered suite's
+    tests/proxy.py, plus the freeze."""
 
     def __init__(self, target_port: int) -> None:
         self._target = target_port
         self._server: asyncio.Server | None = None
         self._streams: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.port = free_port()
+
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
 
     async def up(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -287,22 +300,25 @@ class TcpProxy:
         self._streams.clear()
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        self._streams.add(client_w)
+        await self._flowing.wait()
         try:
             server_r, server_w = await asyncio.open_connection("127.0.0.1", self._target)
         except OSError:
             client_w.close()
+            self._streams.discard(client_w)
             return
-        self._streams.update((client_w, server_w))
-        await asyncio.gather(_pipe(client_r, server_w), _pipe(server_r, client_w))
+        self._streams.add(server_w)
+        await asyncio.gather(self._pipe(client_r, server_w), self._pipe(server_r, client_w))
         self._streams.difference_update((client_w, server_w))
 
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError, OSError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    writer.close()
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await reader.read(65536):
+                await self._flowing.wait()
+                writer.write(data)
+                await writer.drain()
+        writer.close()
 
 
 class Tansu:
@@ -367,13 +383,17 @@ class Service:
         self.stats = run.stats[kind]
         self.busy = False
         self.started_at = 0.0
+        self._log_offset = 0
+        self._at_work = False
         self._proc: asyncio.subprocess.Process | None = None
         self._told = False
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         # The venv's entry point itself (what `uv run <slug>` runs), so signals reach it directly.
+        self._at_work = False
         with self.log.open("ab") as log:
+            self._log_offset = log.tell()
             self._proc = await asyncio.create_subprocess_exec(
                 str(self._run.cli), self.kind, cwd=self._run.project, env=self._run.env,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -392,6 +412,15 @@ class Service:
         await asyncio.sleep(1)
         if not self._run.finishing and sum(self.stats.unprompted.values()) < 50:
             await self.start()
+
+    def at_work(self) -> bool:
+        """Running, and past its start-up (not still importing, where SIGTERM simply ends it)."""
+        if not self._at_work and self.running:
+            with self.log.open("rb") as log:
+                log.seek(self._log_offset)
+                started = f'"{self.kind}_started"'.encode() in log.read()
+            self._at_work = started or time.monotonic() - self.started_at > AT_WORK_AFTER_S
+        return self._at_work and self.running
 
     @property
     def log(self) -> Path:
@@ -468,6 +497,8 @@ class Run:
         self.finishing = False
         self.started = time.monotonic()
         self.db = Postgres(base)
+        # The service reaches the database through this, so the database can be frozen.
+        self.db_proxy = TcpProxy(self.db.port)
         self.redis = Redis(base) if self.broker == "arq" else None
         self.tansu = Tansu(base) if self.broker == "kafka" else None
         self.api_port = free_port()
@@ -481,6 +512,7 @@ class Run:
 
     async def start_servers(self) -> None:
         await self.db.create()
+        await self.db_proxy.up()
         if self.redis is not None:
             await self.redis.start()
         if self.tansu is not None:
@@ -490,7 +522,7 @@ class Run:
 
     def _settings(self) -> dict[str, str]:
         env = {
-            "DATABASE_URL": self.db.url,
+            "DATABASE_URL": self.db.url.replace(str(self.db.port), str(self.db_proxy.port)),
             "ENVIRONMENT": "prod",
             "API_HOST": "127.0.0.1",
             "API_PORT": str(self.api_port),
@@ -581,7 +613,7 @@ class Run:
             for a in actions
             for _ in range(self.args.kills if a.startswith("kill") else self.args.terms)
         ]
-        plan += ["broker outage", "database outage"]
+        plan += ["broker outage, then database freeze", "database outage"]
         self.rng.shuffle(plan)
         plan.insert(len(plan) // 2, "poison")  # once writes flow: the topics exist by then
         return plan
@@ -592,8 +624,11 @@ class Run:
         actions: list[asyncio.Task[None]] = []
         for action in plan:
             await asyncio.sleep(interval_s * self.rng.uniform(0.5, 1.5))
-            if action == "broker outage":
+            if action == "broker outage, then database freeze":
                 await self._broker_outage()
+                # The outbox filled up meanwhile: freezing now catches that backlog in flight.
+                await asyncio.sleep(0.5)
+                await self._database_freeze()
             elif action == "database outage":
                 await self._database_outage()
             elif action == "poison":
@@ -606,14 +641,9 @@ class Run:
         await asyncio.gather(*actions)
 
     async def _idle(self, kind: str) -> Service:
-        """A process of `kind` up long enough to be at work (not one still importing)."""
+        """A process of `kind` at work and not being signalled already."""
         while True:
-            up_since = time.monotonic() - MIN_UPTIME_S
-            idle = [
-                s
-                for s in self.services
-                if s.kind == kind and not s.busy and s.running and s.started_at < up_since
-            ]
+            idle = [s for s in self.services if s.kind == kind and not s.busy and s.at_work()]
             if idle:
                 return self.rng.choice(idle)
             await asyncio.sleep(0.2)
@@ -646,6 +676,25 @@ class Run:
         await self.db.start()
         self.outages.append(f"database {OUTAGE_S:.0f}s")
         self.note("database up")
+
+    async def _database_freeze(self) -> None:
+        """Connections stay open and new ones are accepted, but nothing answers; a relay and a
+        worker are stopped meanwhile: each must still exit within its bound."""
+        self.note(f"database frozen (connections open, no answers) for {FREEZE_S}s")
+        self.db_proxy.freeze()
+        await asyncio.sleep(1)
+        stops = []
+        for kind in ("relay", "worker"):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2):
+                    service = await self._idle(kind)
+                    service.busy = True
+                    stops.append(asyncio.create_task(self._cycle(service, "term")))
+        await asyncio.sleep(FREEZE_S - 1)
+        self.db_proxy.thaw()
+        self.outages.append(f"database freeze {FREEZE_S:.0f}s")
+        self.note("database answers again")
+        await asyncio.gather(*stops)
 
     async def _inject_poison(self) -> None:
         """Messages no producer of the service sends, straight into the contract's topic/queue."""
@@ -703,7 +752,12 @@ class Run:
         return await self.db.query(f"SELECT {select} FROM dead_letters ORDER BY id")
 
     async def stop_all(self) -> None:
+        """SIGTERM every process once all are at work (a just restarted one may still import)."""
         self.finishing = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(AT_WORK_AFTER_S):
+                while not all(s.at_work() for s in self.services if s.kind != "api"):
+                    await asyncio.sleep(0.3)
         await asyncio.gather(*(s.term() for s in self.services if s.running))
         for service in self.services:
             with service.log.open("rb") as log:
@@ -847,6 +901,12 @@ def report(run: Run, counts: Counts, drain_s: float | None) -> list[str]:
             for s in run.stats.values()
         ),
         "no process exited unprompted": not any(s.unprompted for s in run.stats.values()),
+        # A database outage is a 503 to retry; a 500 or a dropped connection is not an answer.
+        "the API answered every write with 2xx or 503": not w.failed
+        and set(w.retried) <= {"HTTP 503"},
+        "every log line is one JSON object (ENVIRONMENT=prod)": not any(
+            s.plain_log_lines for s in run.stats.values()
+        ),
         f">= {a.kills} SIGKILLs and >= {a.terms} SIGTERMs per relay/worker": all(
             run.stats[k].kills >= a.kills and run.stats[k].terms >= a.terms
             for k in ("relay", "worker")
@@ -897,6 +957,7 @@ async def chaos_run(args: argparse.Namespace, base: Path, project: Path) -> int:
         run.finishing = True
         for service in run.services:
             service.destroy()
+        await run.db_proxy.down()
         if run.tansu is not None:
             await run.tansu.proxy.down()
             run.tansu.kill()
