@@ -422,6 +422,16 @@ class Service:
             self._at_work = started or time.monotonic() - self.started_at > AT_WORK_AFTER_S
         return self._at_work and self.running
 
+    def last_event(self) -> str | None:
+        """The `event` of the last JSON line this process (since its last start) logged."""
+        with self.log.open("rb") as log:
+            log.seek(self._log_offset)
+            lines = log.read().splitlines()
+        for line in reversed(lines):
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                return str(json.loads(line)["event"])
+        return None
+
     @property
     def log(self) -> Path:
         return self._run.base / "logs" / f"{self.name}.log"
@@ -541,9 +551,9 @@ class Run:
             env |= {
                 "KAFKA_BOOTSTRAP_SERVERS": self.tansu.bootstrap,
                 "KAFKA_ENABLE_IDEMPOTENCE": "false",  # tansu has no idempotent producer
-                # tansu accepts short sessions, which keep rebalances after a SIGKILL quick.
-                "KAFKA_SESSION_TIMEOUT_MS": "2000",
-                "KAFKA_HEARTBEAT_INTERVAL_MS": "200",
+                # Apache Kafka's minimum: a SIGKILLed member leaves the group after this long.
+                "KAFKA_SESSION_TIMEOUT_MS": "6000",
+                "KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
                 "KAFKA_REQUEST_TIMEOUT_MS": "3000",
                 "KAFKA_MAX_POLL_INTERVAL_MS": "30000",
             }
@@ -731,8 +741,24 @@ class Run:
                 last, last_change = pending, now
             if now - started > self.args.drain_timeout_s or now - last_change > self.args.stall_s:
                 self.note(f"drain stopped with {pending} events/poison messages without an outcome")
+                self._who_went_silent()
                 return None
             await asyncio.sleep(1)
+
+    def _who_went_silent(self) -> None:
+        """Each process's last log event and its age: the one that stopped working shows."""
+        for service in self.services:
+            last = service.last_event()
+            age_s = time.time() - service.log.stat().st_mtime
+            self.note(
+                f"  {service.name}: last event {last or '(none since start)'}, {age_s:.0f}s ago"
+            )
+        if self.tansu is not None:
+            self.note(
+                "  a worker silent while events wait is stuck in its consumer group: tansu has been"
+                " seen to wedge a group after many rebalances, and a worker that never returns"
+                " from a join or revoke looks the same"
+            )
 
     async def _pending(self) -> int:
         t = self.contract.name.replace("'", "")
@@ -1003,7 +1029,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--drain-timeout-s", type=float, default=240)
     parser.add_argument(
-        "--stall-s", type=float, default=90, help="stop waiting after no progress for this long"
+        "--stall-s", type=float, default=60, help="stop waiting after no progress for this long"
     )
     parser.add_argument(
         "--exit-margin-s", type=float, default=5, help="allowed beyond SHUTDOWN_TIMEOUT_S"
