@@ -1068,6 +1068,9 @@ def main(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         print("chaos: interrupted; everything it started is stopped")
         return 130
+    except asyncio.CancelledError:  # SIGTERM, see _cancel_on_sigterm
+        print("chaos: terminated; everything it started is stopped")
+        return 143
     finally:
         if args.keep:
             print(f"chaos: kept {base}")
