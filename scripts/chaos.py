@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -55,7 +56,11 @@ FREEZE_S = 12.0
 # never joins its group must be signalled too).
 AT_WORK_AFTER_S = 15.0
 # A process signalled before its handler is installed (the final stop) dies of SIGTERM: clean too.
-CLEAN_TERM_CODES = {0, -signal.SIGTERM}
+CLEAN_TERM_CODES: set[int | str] = {0, -signal.SIGTERM, "1 forced"}
+# The exit margin of a service that does not name its own (SHUTDOWN_MARGIN_S in constants.py).
+DEFAULT_EXIT_MARGIN_S = 5.0
+# Beyond the service's own margin: its forced exit takes a moment too.
+EXIT_SLACK_S = 2.0
 POISON_EACH = 5
 EXPECTED_REASONS = ("malformed_message", "unknown_contract")
 CHILD_TIMEOUT_S = 120.0  # one server command (pg_ctl, migrate, uv sync has its own)
@@ -91,6 +96,15 @@ def round_trip_contract(project: Path) -> Contract:
         if c["role"] == "both":
             return Contract(c["name"], int(c["version"]), c["topic"], c["key"], dict(c["fields"]))
     raise ChaosError("the variant has no contract with role `both`: no write would have an effect")
+
+
+def shutdown_margin_s(project: Path) -> float:
+    """The margin past SHUTDOWN_TIMEOUT_S the service promises to exit in, plus EXIT_SLACK_S."""
+    for constants in (project / "src").glob("*/constants.py"):
+        found = re.search(r"^SHUTDOWN_MARGIN_S\s*=\s*([0-9.]+)", constants.read_text(), re.M)
+        if found:
+            return float(found[1]) + EXIT_SLACK_S
+    return DEFAULT_EXIT_MARGIN_S
 
 
 def sample(field_type: str, i: int) -> Any:
@@ -366,7 +380,7 @@ class Tansu:
 class KindStats:
     kills: int = 0
     terms: int = 0
-    exit_codes: Counter[int] = field(default_factory=Counter)  # after SIGTERM
+    exit_codes: Counter[int | str] = field(default_factory=Counter)  # after SIGTERM
     max_exit_s: float = 0.0
     over_bound: int = 0
     unprompted: Counter[int] = field(default_factory=Counter)
@@ -459,7 +473,15 @@ class Service:
             proc.send_signal(signal.SIGKILL)
             code = await proc.wait()
         self.stats.max_exit_s = max(self.stats.max_exit_s, time.monotonic() - started)
-        self.stats.exit_codes[code] += 1
+        # Status 1 after `shutdown_forced` is the service's own backstop at its bound: no crash.
+        self.stats.exit_codes[
+            "1 forced" if code == 1 and self._logged("shutdown_forced") else code
+        ] += 1
+
+    def _logged(self, event: str) -> bool:
+        with self.log.open("rb") as log:
+            log.seek(self._log_offset)
+            return f'"{event}"'.encode() in log.read()
 
     def _tell(self) -> asyncio.subprocess.Process:
         assert self._proc is not None, f"{self.name} was never started"
@@ -498,9 +520,11 @@ class Run:
         slug = yaml.safe_load((project / ".copier-answers.yml").read_text())["package_name"]
         self.cli = project / ".venv" / "bin" / slug.replace("_", "-")
         self.contract = round_trip_contract(project)
-        self.exit_bound_s = SHUTDOWN_TIMEOUT_S + args.exit_margin_s
+        margin_s = shutdown_margin_s(project) if args.exit_margin_s is None else args.exit_margin_s
+        self.exit_bound_s = SHUTDOWN_TIMEOUT_S + margin_s
         self.stats = {kind: KindStats() for kind in ("api", "relay", "worker")}
         self.writes = Writes()
+        self.writes_sent = 0
         self.poison: dict[str, str] = {}  # raw message -> the dead-letter reason it must get
         self.outages: list[str] = []
         self.notes: list[str] = []
@@ -592,6 +616,7 @@ class Run:
             async def writer() -> None:
                 for i in numbers:
                     await asyncio.sleep(max(0.0, started + i * rate_s - time.monotonic()))
+                    self.writes_sent += 1
                     await self._write(client, body(self.contract, i, keys))
 
             await asyncio.gather(*(writer() for _ in range(CONCURRENCY)))
@@ -629,11 +654,14 @@ class Run:
         return plan
 
     async def chaos(self) -> None:
+        """Work through the plan while the writes go on: each action waits for its share of them,
+        so every fault happens under load however fast or slow the writes are."""
         plan = self.plan()
-        interval_s = self.args.min_load_s / (len(plan) + 1)
         actions: list[asyncio.Task[None]] = []
-        for action in plan:
-            await asyncio.sleep(interval_s * self.rng.uniform(0.5, 1.5))
+        for number, action in enumerate(plan):
+            due = self.args.events * (0.05 + 0.85 * number / max(1, len(plan) - 1))
+            while self.writes_sent < due:
+                await asyncio.sleep(0.1)
             if action == "broker outage, then database freeze":
                 await self._broker_outage()
                 # The outbox filled up meanwhile: freezing now catches that backlog in flight.
@@ -1032,7 +1060,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         "--stall-s", type=float, default=60, help="stop waiting after no progress for this long"
     )
     parser.add_argument(
-        "--exit-margin-s", type=float, default=5, help="allowed beyond SHUTDOWN_TIMEOUT_S"
+        "--exit-margin-s",
+        type=float,
+        help="allowed beyond SHUTDOWN_TIMEOUT_S (default: the service's SHUTDOWN_MARGIN_S + 2 s)",
     )
     parser.add_argument(
         "--timeout-s", type=float, default=900, help="bound of the whole run after uv sync"
