@@ -38,8 +38,9 @@ import httpx
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "extensions")]
 from conftest import VARIANTS, copy_template, render, subprocess_env, uv  # noqa: E402
+from contracts import kebab  # noqa: E402
 
 # Settings of the rendered processes: short timeouts keep drain and shutdown bounded.
 HANDLER_TIMEOUT_S = 2.0
@@ -62,7 +63,6 @@ DEFAULT_EXIT_MARGIN_S = 5.0
 # Beyond the service's own margin: its forced exit takes a moment too.
 EXIT_SLACK_S = 2.0
 POISON_EACH = 5
-EXPECTED_REASONS = ("malformed_message", "unknown_contract")
 CHILD_TIMEOUT_S = 120.0  # one server command (pg_ctl, migrate, uv sync has its own)
 READY_TIMEOUT_S = 90.0
 SYNC_TIMEOUT_S = 900.0
@@ -85,8 +85,8 @@ class Contract:
 
     @property
     def path(self) -> str:
-        kebab = "".join(f"-{c.lower()}" if c.isupper() else c for c in self.name).lstrip("-")
-        return f"/records/{kebab}/v{self.version}"
+        """The example endpoint's path (api.py.jinja), named with the template's own filter."""
+        return f"/records/{kebab(self.name)}/v{self.version}"
 
 
 def round_trip_contract(project: Path) -> Contract:
@@ -179,7 +179,11 @@ class Postgres:
         self._bin = pg_bin()
         self._data = base / "pg"
         self._log = base / "logs" / "postgres.log"
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.url = self.url_at(self.port)
+
+    @staticmethod
+    def url_at(port: int) -> str:
+        return f"postgresql://postgres@127.0.0.1:{port}/postgres"
 
     def _as_owner(self, *args: str) -> list[str]:
         # initdb and postgres refuse to run as root: run them as the postgres system user.
@@ -527,7 +531,6 @@ class Run:
         self.writes_sent = 0
         self.poison: dict[str, str] = {}  # raw message -> the dead-letter reason it must get
         self.outages: list[str] = []
-        self.notes: list[str] = []
         self.finishing = False
         self.started = time.monotonic()
         self.db = Postgres(base)
@@ -541,7 +544,6 @@ class Run:
 
     def note(self, text: str) -> None:
         stamp = f"{time.monotonic() - self.started:7.1f}s"
-        self.notes.append(f"{stamp} {text}")
         print(f"chaos: {stamp} {text}", flush=True)
 
     async def start_servers(self) -> None:
@@ -556,7 +558,7 @@ class Run:
 
     def _settings(self) -> dict[str, str]:
         env = {
-            "DATABASE_URL": self.db.url.replace(str(self.db.port), str(self.db_proxy.port)),
+            "DATABASE_URL": self.db.url_at(self.db_proxy.port),
             "ENVIRONMENT": "prod",
             "API_HOST": "127.0.0.1",
             "API_PORT": str(self.api_port),
