@@ -48,7 +48,7 @@ lint: sync ## ruff check and ruff format --check, then mypy, on tests/, extensio
 check: lint ## Lint, question and render tests (no services needed)
 	$(UV) run --no-sync pytest $(PYTEST_PARALLEL) -m "not variant and not update and not chaos"
 
-test: $(UV) services lint ## All of it, as CI runs it: lint, question, render and variant tests
+test: $(UV) services lint ## All of it, as CI runs it: lint, question, render, variant and chaos tests
 	$(with_services) $(UV) run --no-sync pytest $(PYTEST_PARALLEL)
 
 test-variant: $(UV) services sync ## Render and variant tests of one variant: V=arq-default
