@@ -1,15 +1,46 @@
-"""Where the test servers come from: an environment variable, or a Testcontainers container."""
+"""Where the test servers come from: an environment variable, or a Testcontainers container.
+
+Images come from TEST_POSTGRES_IMAGE, TEST_REDIS_IMAGE and TEST_KAFKA_IMAGE when set (a registry
+mirror, or images built locally), else the public images in IMAGES.
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
+import socket
+import struct
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from types import ModuleType
+from contextlib import contextmanager, suppress
 from typing import Any
 
-IMAGES = {"postgres": "postgres:16-alpine", "redis": "redis:7-alpine", "kafka": "confluentinc/cp-kafka:7.6.1"}
+IMAGES = {"postgres": "postgres:16-alpine", "redis": "redis:7-alpine", "kafka": "apache/kafka:3.9.1"}
+# Seconds from starting each kind's container until it answered, for the session's summary.
+STARTUP_S: dict[str, float] = {}
+
+KAFKA_PORT = 9092
+KAFKA_READY_TIMEOUT_S = 120.0
+# apache/kafka's single-node KRaft settings; the listener clients use is PLAINTEXT on 9092.
+# Confluent's cp-kafka reads the same variables, and wants CLUSTER_ID besides.
+KAFKA_ENV = {
+    "KAFKA_NODE_ID": "1",
+    "KAFKA_PROCESS_ROLES": "broker,controller",
+    "KAFKA_LISTENERS": f"PLAINTEXT://:{KAFKA_PORT},CONTROLLER://:9093",
+    "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+    "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+    "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
+    "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+    "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+    "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+    "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+    "CLUSTER_ID": "4L6g3nShT-eMCtK--X86sw",
+}
+
+
+def image(kind: str) -> str:
+    """The image for `kind`: TEST_<KIND>_IMAGE, else the public default."""
+    return os.environ.get(f"TEST_{kind.upper()}_IMAGE") or IMAGES[kind]
 
 
 @contextmanager
@@ -19,37 +50,121 @@ def server_url(variable: str, kind: str) -> Iterator[str]:
     if url:
         yield url
         return
-    container = _container(variable, kind)
-    with container:
-        yield _url(container, kind)
+    _require_engine(variable, kind)
+    started = time.monotonic()
+    with _started(_container(kind), kind) as container:
+        url = _url(container, kind)
+        STARTUP_S[kind] = time.monotonic() - started
+        yield url
 
 
-def _container(variable: str, kind: str) -> Any:
+def _require_engine(variable: str, kind: str) -> None:
     if not (os.environ.get("DOCKER_HOST") or os.path.exists("/var/run/docker.sock")):
         raise RuntimeError(
             f"{variable} is not set and there is no Docker engine for Testcontainers. "
             f"Set {variable} to a running {kind} server, or start Docker."
         )
-    module = container_module(kind)
-    if kind == "postgres":
-        return module.PostgresContainer(IMAGES[kind], driver=None)
-    if kind == "kafka":
-        return module.KafkaContainer(IMAGES[kind]).with_kraft()
-    return module.RedisContainer(IMAGES[kind])
 
 
-def container_module(kind: str) -> ModuleType:
-    """Testcontainers' module for `kind`: under `community` since 4.15 (the old path warns)."""
+@contextmanager
+def _started(container: Any, kind: str) -> Iterator[Any]:
+    """Start `container`; a failure names the image and the variable that chooses another."""
     try:
-        return importlib.import_module(f"testcontainers.community.{kind}")
+        container.start()
+    except Exception as error:
+        with suppress(Exception):
+            container.stop()
+        raise RuntimeError(
+            f"could not start the {kind} container from image {image(kind)!r} "
+            f"({type(error).__name__}: {error}); set TEST_{kind.upper()}_IMAGE to an image "
+            "your Docker engine has or can pull"
+        ) from error
+    try:
+        yield container
+    finally:
+        container.stop()
+
+
+def container_class(kind: str) -> Any:
+    """The Testcontainers class for `kind`: modules under `community` since 4.15 (the old path warns)."""
+    if kind == "kafka":
+        return importlib.import_module("testcontainers.core.container").DockerContainer
+    try:
+        module = importlib.import_module(f"testcontainers.community.{kind}")
     except ModuleNotFoundError:
-        return importlib.import_module(f"testcontainers.{kind}")
+        module = importlib.import_module(f"testcontainers.{kind}")
+    return getattr(module, f"{kind.capitalize()}Container")
+
+
+def _container(kind: str) -> Any:
+    if kind == "postgres":
+        return container_class(kind)(image(kind), driver=None)
+    if kind == "kafka":
+        return _kafka_container()
+    return container_class(kind)(image(kind))
+
+
+def _kafka_container() -> Any:
+    """A plain container, not Testcontainers' KafkaContainer (which runs Confluent's start script).
+
+    A Kafka broker tells clients one address to come back to, so it must know its host port
+    before it starts: the container gets a fixed, currently free one.
+    """
+    container = container_class("kafka")(image("kafka"))
+    port = _free_port()
+    host = container.get_container_host_ip()
+    for name, value in {**KAFKA_ENV, "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://{host}:{port}"}.items():
+        container.with_env(name, value)
+    return container.with_bind_ports(KAFKA_PORT, port)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _url(container: Any, kind: str) -> str:
+    host = container.get_container_host_ip()
     if kind == "postgres":
         return str(container.get_connection_url())
     if kind == "kafka":
-        return str(container.get_bootstrap_server())
-    host = container.get_container_host_ip()
+        port = int(container.get_exposed_port(KAFKA_PORT))
+        _wait_for_kafka(host, port)
+        return f"{host}:{port}"
     return f"redis://{host}:{container.get_exposed_port(6379)}/0"
+
+
+def _wait_for_kafka(host: str, port: int) -> None:
+    """Wait until the broker lists itself in a metadata response (it is then ready for clients)."""
+    deadline = time.monotonic() + KAFKA_READY_TIMEOUT_S
+    while not _kafka_lists_a_broker(host, port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the kafka container ({image('kafka')}) did not answer a metadata request "
+                f"on {host}:{port} within {KAFKA_READY_TIMEOUT_S:.0f}s"
+            )
+        time.sleep(0.5)
+
+
+def _kafka_lists_a_broker(host: str, port: int) -> bool:
+    """One Metadata v0 round trip (all topics): does the answer list at least one broker?"""
+    client_id = b"tests"
+    body = struct.pack(">hhih", 3, 0, 1, len(client_id)) + client_id + struct.pack(">i", 0)
+    try:
+        with socket.create_connection((host, port), timeout=3) as conn:
+            conn.sendall(struct.pack(">i", len(body)) + body)
+            head = _read(conn, 12)  # size, correlation id, number of brokers
+    except OSError:
+        return False
+    if len(head) < 12:
+        return False
+    _size, correlation, brokers = struct.unpack(">iii", head)
+    return bool(correlation == 1 and brokers > 0)
+
+
+def _read(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size and (chunk := conn.recv(size - len(data))):
+        data += chunk
+    return data
