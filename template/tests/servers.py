@@ -15,11 +15,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+import docker.errors
+
 IMAGES = {"postgres": "postgres:16-alpine", "redis": "redis:7-alpine", "kafka": "apache/kafka:3.9.1"}
 # Seconds from starting each kind's container until it answered, for the session's summary.
 STARTUP_S: dict[str, float] = {}
 
 KAFKA_PORT = 9092
+# Where the kafka container's start-up shell waits for its advertised address (`_advertise`).
+ADVERTISED_FILE = "/tmp/advertised-listeners.sh"
 KAFKA_READY_TIMEOUT_S = 120.0
 # apache/kafka's single-node KRaft settings; the listener clients use is PLAINTEXT on 9092.
 # Confluent's cp-kafka reads the same variables, and wants CLUSTER_ID besides.
@@ -107,32 +111,50 @@ def _container(kind: str) -> Any:
 def _kafka_container() -> Any:
     """A plain container, not Testcontainers' KafkaContainer (which runs Confluent's start script).
 
-    A Kafka broker tells clients one address to come back to, so it must know its host port
-    before it starts: the container gets a fixed, currently free one.
+    A Kafka broker tells clients the address to come back to, which is known only once its
+    container runs: it starts with a shell that waits for that address (`_advertise` writes it),
+    then runs the image's own entry point with KAFKA_ADVERTISED_LISTENERS set.
     """
-    container = container_class("kafka")(image("kafka"))
-    port = _free_port()
-    host = container.get_container_host_ip()
-    for name, value in {**KAFKA_ENV, "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://{host}:{port}"}.items():
+    container = container_class("kafka")(image("kafka")).with_exposed_ports(KAFKA_PORT)
+    for name, value in KAFKA_ENV.items():
         container.with_env(name, value)
-    return container.with_bind_ports(KAFKA_PORT, port)
+    wait_then_run = f'while [ ! -f {ADVERTISED_FILE} ]; do sleep 0.1; done; . {ADVERTISED_FILE}; exec "$@"'
+    container.with_kwargs(entrypoint=["sh", "-c", wait_then_run, "sh"])
+    return container.with_command(_image_command(container))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def _image_command(container: Any) -> list[str]:
+    """The image's entry point and command, pulling the image first if the engine lacks it."""
+    images = container.get_docker_client().client.images
+    try:
+        found = images.get(container.image)
+    except docker.errors.ImageNotFound:
+        found = images.pull(container.image)
+    config = found.attrs["Config"]
+    return [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
+
+
+def _advertise(container: Any) -> tuple[str, int]:
+    """Tell the waiting container the address clients reach it at; that address."""
+    host = container.get_container_host_ip()
+    port = int(container.get_exposed_port(KAFKA_PORT))
+    line = f"export KAFKA_ADVERTISED_LISTENERS=PLAINTEXT://{host}:{port}"
+    # Written whole, then renamed: the waiting shell never reads half a file.
+    write = f"echo '{line}' > {ADVERTISED_FILE}.new && mv {ADVERTISED_FILE}.new {ADVERTISED_FILE}"
+    result = container.exec(["sh", "-c", write])
+    if result.exit_code:
+        raise RuntimeError(f"could not write {ADVERTISED_FILE} in the kafka container: {result.output!r}")
+    return host, port
 
 
 def _url(container: Any, kind: str) -> str:
-    host = container.get_container_host_ip()
     if kind == "postgres":
         return str(container.get_connection_url())
     if kind == "kafka":
-        port = int(container.get_exposed_port(KAFKA_PORT))
+        host, port = _advertise(container)
         _wait_for_kafka(host, port)
         return f"{host}:{port}"
-    return f"redis://{host}:{container.get_exposed_port(6379)}/0"
+    return f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
 
 
 def _wait_for_kafka(host: str, port: int) -> None:
