@@ -49,13 +49,13 @@ class Variant:
 
 def load_variants() -> dict[str, Variant]:
     entries = yaml.safe_load(VARIANTS_FILE.read_text())["variants"]
-    variants = {entry["name"]: _variant(entry) for entry in entries}
+    variants = {entry["name"]: parse_variant(entry) for entry in entries}
     if len(variants) != len(entries):
         raise ValueError(f"{VARIANTS_FILE}: variant names must be unique")
     return variants
 
 
-def _variant(entry: dict[str, Any]) -> Variant:
+def parse_variant(entry: dict[str, Any]) -> Variant:
     servers = entry.get("servers", "shared")
     if servers not in ("shared", "testcontainers"):
         raise ValueError(

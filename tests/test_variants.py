@@ -14,6 +14,7 @@ from conftest import (
     VARIANTS,
     Rendered,
     Variant,
+    parse_variant,
     run_logged,
     subprocess_env,
     tail,
@@ -42,6 +43,28 @@ def is_server_url(name: str) -> bool:
     return name.startswith("TEST_") and name.endswith(SERVER_URL_SUFFIXES)
 
 
+def test_a_testcontainers_variant_gets_no_server_url_and_keeps_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kept = {"TEST_POSTGRES_IMAGE": "outbox-test-postgres:1", "TEST_KAFKA_IDEMPOTENCE": "false"}
+    urls = {
+        "TEST_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/postgres",
+        "TEST_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "TEST_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+    }
+    for name, value in {**kept, **urls}.items():
+        monkeypatch.setenv(name, value)
+    env = suite_env(Variant("arq-default", {}, "testcontainers"))
+    assert not urls.keys() & env.keys()
+    assert kept.items() <= env.items()
+    assert urls.items() <= suite_env(Variant("arq-other", {}, "shared")).items()
+
+
+def test_servers_other_than_shared_or_testcontainers_are_refused() -> None:
+    with pytest.raises(ValueError, match="variant x: servers must be shared or testcontainers"):
+        parse_variant({"name": "x", "servers": "compose"})
+
+
 def require_docker(variant: Variant) -> None:
     """Fail, naming what is missing, unless a Docker engine answers: never let such a suite skip."""
     answers = which("docker") is not None and (
@@ -59,7 +82,6 @@ def suite_env(variant: Variant) -> dict[str, str]:
     """The rendered suite's environment: the shared servers' URLs, or none (Testcontainers)."""
     env = subprocess_env()
     if variant.servers == "testcontainers":
-        require_docker(variant)
         # Image names (scripts/images.sh) and DOCKER_HOST stay: they are how the containers start.
         return {name: value for name, value in env.items() if not is_server_url(name)}
     broker = variant.data.get("broker", "arq")
@@ -76,6 +98,8 @@ def suite_env(variant: Variant) -> dict[str, str]:
 def test_rendered_make_test(
     rendered: Rendered, variant: Variant, request: pytest.FixtureRequest
 ) -> None:
+    if variant.servers == "testcontainers":
+        require_docker(variant)
     log = rendered.path.parent / "make-test.log"
     code = run_logged(
         ["make", "test"],
