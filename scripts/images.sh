@@ -105,6 +105,17 @@ build_images() {
   done
 }
 
+# Earlier builds' tags (other input hashes), so that a machine keeps one set; an image that a
+# container still uses stays.
+remove_stale() {
+  local hash=$1 kind tag
+  for kind in "${KINDS[@]}"; do
+    for tag in $(docker image ls --format '{{.Repository}}:{{.Tag}}' "outbox-test-$kind"); do
+      [[ $tag == "outbox-test-$kind:$hash" ]] || docker image rm "$tag" >/dev/null 2>&1 || true
+    done
+  done
+}
+
 main() {
   command -v docker >/dev/null || die "no docker command: install docker.io (scripts/docker.sh does)"
   docker info >/dev/null 2>&1 || die "no Docker engine answers: start one first (scripts/docker.sh)"
@@ -123,6 +134,7 @@ main() {
     have_image "outbox-test-kafka:$hash" && have_image "outbox-test-postgres:$hash" &&
       have_image "outbox-test-redis:$hash" || build_images "$hash"
     log "images built in $((SECONDS - started))s"
+    remove_stale "$hash"
   else
     log "images outbox-test-*:$hash are built"
   fi
