@@ -38,6 +38,7 @@ KAFKA_ENV = {
     "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
     "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
     "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+    "KAFKA_LOG_DIRS": "/tmp/kraft-combined-logs",
     "CLUSTER_ID": "4L6g3nShT-eMCtK--X86sw",
 }
 
@@ -56,7 +57,7 @@ def server_url(variable: str, kind: str) -> Iterator[str]:
         return
     _require_engine(variable, kind)
     started = time.monotonic()
-    with _started(_container(kind), kind) as container:
+    with _started(kind) as container:
         url = _url(container, kind)
         STARTUP_S[kind] = time.monotonic() - started
         yield url
@@ -71,13 +72,16 @@ def _require_engine(variable: str, kind: str) -> None:
 
 
 @contextmanager
-def _started(container: Any, kind: str) -> Iterator[Any]:
-    """Start `container`; a failure names the image and the variable that chooses another."""
+def _started(kind: str) -> Iterator[Any]:
+    """Create and start the container of `kind`; a failure names the image and how to change it."""
+    container = None
     try:
+        container = _container(kind)  # may pull the image
         container.start()
     except Exception as error:
-        with suppress(Exception):
-            container.stop()
+        if container is not None:
+            with suppress(Exception):
+                container.stop()
         raise RuntimeError(
             f"could not start the {kind} container from image {image(kind)!r} "
             f"({type(error).__name__}: {error}); set TEST_{kind.upper()}_IMAGE to an image "
@@ -152,15 +156,21 @@ def _url(container: Any, kind: str) -> str:
         return str(container.get_connection_url())
     if kind == "kafka":
         host, port = _advertise(container)
-        _wait_for_kafka(host, port)
+        _wait_for_kafka(container, host, port)
         return f"{host}:{port}"
     return f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
 
 
-def _wait_for_kafka(host: str, port: int) -> None:
+def _wait_for_kafka(container: Any, host: str, port: int) -> None:
     """Wait until the broker lists itself in a metadata response (it is then ready for clients)."""
     deadline = time.monotonic() + KAFKA_READY_TIMEOUT_S
     while not _kafka_lists_a_broker(host, port):
+        wrapped = container.get_wrapped_container()
+        wrapped.reload()
+        if wrapped.status == "exited":
+            stdout, stderr = container.get_logs()
+            last = (stdout + stderr).decode(errors="replace").strip().splitlines()[-20:]
+            raise RuntimeError(f"the kafka container ({image('kafka')}) exited:\n" + "\n".join(last))
         if time.monotonic() > deadline:
             raise RuntimeError(
                 f"the kafka container ({image('kafka')}) did not answer a metadata request "
@@ -170,18 +180,19 @@ def _wait_for_kafka(host: str, port: int) -> None:
 
 
 def _kafka_lists_a_broker(host: str, port: int) -> bool:
-    """One Metadata v0 round trip (all topics): does the answer list at least one broker?"""
+    """One Metadata round trip (v4: the oldest Kafka 4 still serves): does it list a broker?"""
     client_id = b"tests"
-    body = struct.pack(">hhih", 3, 0, 1, len(client_id)) + client_id + struct.pack(">i", 0)
+    # api key 3 (Metadata), version 4, correlation id 1, client id; no topics, no auto-creation
+    body = struct.pack(">hhih", 3, 4, 1, len(client_id)) + client_id + struct.pack(">ib", 0, 0)
     try:
         with socket.create_connection((host, port), timeout=3) as conn:
             conn.sendall(struct.pack(">i", len(body)) + body)
-            head = _read(conn, 12)  # size, correlation id, number of brokers
+            head = _read(conn, 16)  # size, correlation id, throttle time, number of brokers
     except OSError:
         return False
-    if len(head) < 12:
+    if len(head) < 16:
         return False
-    _size, correlation, brokers = struct.unpack(">iii", head)
+    _size, correlation, _throttle_ms, brokers = struct.unpack(">iiii", head)
     return bool(correlation == 1 and brokers > 0)
 
 
