@@ -27,11 +27,12 @@ readonly CACHE_DIR=${IMAGES_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/fastapi-o
 readonly KINDS=(postgres redis kafka)
 
 log() { printf 'images: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
 # Temporary directories, removed however the script ends.
 temporary=()
 cleanup() { ((${#temporary[@]} == 0)) || as_root rm -rf "${temporary[@]}"; }
 trap cleanup EXIT
-die() { log "error: $*"; exit 1; }
 
 as_root() {
   if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo -n "$@"; fi
@@ -105,12 +106,12 @@ build_images() {
   done
 }
 
-# Earlier builds' tags (other input hashes), so that a machine keeps one set; an image that a
-# container still uses stays.
+# Earlier builds' tags (other input hashes) older than a day, so that a machine does not collect
+# them; younger ones may belong to a run of another checkout that is still going.
 remove_stale() {
   local hash=$1 kind tag
   for kind in "${KINDS[@]}"; do
-    for tag in $(docker image ls --format '{{.Repository}}:{{.Tag}}' "outbox-test-$kind"); do
+    for tag in $(docker image ls --filter until=24h --format '{{.Repository}}:{{.Tag}}' "outbox-test-$kind"); do
       [[ $tag == "outbox-test-$kind:$hash" ]] || docker image rm "$tag" >/dev/null 2>&1 || true
     done
   done
@@ -136,7 +137,7 @@ main() {
     log "images built in $((SECONDS - started))s"
     remove_stale "$hash"
   else
-    log "images outbox-test-*:$hash are built"
+    log "nothing to build: each image is set or built (outbox-test-*:$hash)"
   fi
   for kind in "${KINDS[@]}"; do
     var=$(variable "$kind")
