@@ -17,6 +17,12 @@ PYTEST_PARALLEL := -n $(JOBS) --dist worksteal
 
 # Run the rest of a recipe line with the services' URLs (TEST_DATABASE_URL, ...) exported.
 with_services = services_env=$$(scripts/services.sh $(SERVICES)) && eval "$$services_env" &&
+# Variants whose suites start their own servers with Testcontainers (`servers: testcontainers` in
+# variants.yml); those of them this run tests need a Docker engine and the local images.
+CONTAINER_VARIANTS := $(shell awk '/^  - name:/ {name = $$3} /^    servers: testcontainers/ {print name}' variants.yml)
+IMAGES_NEEDED := $(if $(V),$(filter $(V),$(CONTAINER_VARIANTS)),$(CONTAINER_VARIANTS))
+# Run the rest of a recipe line with a Docker engine up and the images' names (TEST_*_IMAGE) exported.
+with_images = $(if $(IMAGES_NEEDED),images_env=$$(scripts/docker.sh && scripts/images.sh) && eval "$$images_env" &&)
 
 ifneq ($(filter test-variant render,$(MAKECMDGOALS)),)
   $(if $(V),,$(error set V to a name from variants.yml, e.g. make $(MAKECMDGOALS) V=arq-default))
@@ -25,7 +31,7 @@ ifneq ($(filter render,$(MAKECMDGOALS)),)
   $(if $(DEST),,$(error set DEST to a new directory, e.g. make render V=$(V) DEST=../orders-service))
 endif
 
-.PHONY: help services sync lint check test test-variant test-update render chaos
+.PHONY: help services images sync lint check test test-variant test-update render chaos
 
 help: ## List the targets
 	@echo "usage: make TARGET   (variants are named in variants.yml)"
@@ -36,6 +42,10 @@ $(UV):
 
 services: ## Start PostgreSQL, Redis and Kafka (by variant) unless running; print their URLs
 	scripts/services.sh $(SERVICES)
+
+images: ## Start Docker unless it answers, build the Testcontainers images; print their names
+	scripts/docker.sh
+	scripts/images.sh
 
 sync: | $(UV) ## Install the test tooling into .venv (uv sync)
 	$(UV) sync
@@ -49,10 +59,10 @@ check: lint ## Lint, question and render tests (no services needed)
 	$(UV) run --no-sync pytest $(PYTEST_PARALLEL) -m "not variant and not update and not chaos"
 
 test: $(UV) services lint ## All of it, as CI runs it: lint, question, render, variant and chaos tests
-	$(with_services) $(UV) run --no-sync pytest $(PYTEST_PARALLEL)
+	$(with_services) $(with_images) $(UV) run --no-sync pytest $(PYTEST_PARALLEL)
 
 test-variant: $(UV) services sync ## Render and variant tests of one variant: V=arq-default
-	$(with_services) $(UV) run --no-sync pytest --variant "$(V)" tests/test_render.py tests/test_variants.py
+	$(with_services) $(with_images) $(UV) run --no-sync pytest --variant "$(V)" tests/test_render.py tests/test_variants.py
 
 test-update: $(UV) services sync ## copier update from the previous release, and adding a contract
 	$(with_services) $(UV) run --no-sync pytest -m update tests/test_update.py tests/test_docs.py

@@ -43,6 +43,9 @@ SYNC_TIMEOUT_S = 900
 # variant -> (result, seconds) of its `variant`-marked tests, for the table at the end. Filled
 # from test reports where the session runs (with pytest-xdist: the controller).
 VARIANT_RESULTS: dict[str, tuple[str, float]] = {}
+# variant -> its suite's container start-up times ("postgres=3.1s redis=0.9s"), when it ran any:
+# a report's "containers" user property (tests/test_variants.py), filled like VARIANT_RESULTS.
+CONTAINER_STARTUP: dict[str, str] = {}
 # A variant's result is its worst test's: later in this tuple is worse.
 OUTCOMES = ("passed", "skipped", "failed", "error")
 
@@ -51,14 +54,26 @@ OUTCOMES = ("passed", "skipped", "failed", "error")
 class Variant:
     name: str
     data: dict[str, Any]
+    # "shared": the TEST_* servers of scripts/services.sh; "testcontainers": its suite's own.
+    servers: str = "shared"
 
 
 def load_variants() -> dict[str, Variant]:
     entries = yaml.safe_load(VARIANTS_FILE.read_text())["variants"]
-    variants = {entry["name"]: Variant(entry["name"], entry.get("data") or {}) for entry in entries}
+    variants = {entry["name"]: parse_variant(entry) for entry in entries}
     if len(variants) != len(entries):
         raise ValueError(f"{VARIANTS_FILE}: variant names must be unique")
     return variants
+
+
+def parse_variant(entry: dict[str, Any]) -> Variant:
+    servers = entry.get("servers", "shared")
+    if servers not in ("shared", "testcontainers"):
+        raise ValueError(
+            f"{VARIANTS_FILE}: variant {entry['name']}: servers must be shared or testcontainers,"
+            f" got {servers!r}"
+        )
+    return Variant(entry["name"], entry.get("data") or {}, servers)
 
 
 VARIANTS = load_variants()
@@ -278,9 +293,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    name = dict(report.user_properties).get("variant")
+    properties = dict(report.user_properties)
+    name = properties.get("variant")
     if name is None:
         return
+    if "containers" in properties:
+        CONTAINER_STARTUP[str(name)] = str(properties["containers"])
     outcome, seconds = VARIANT_RESULTS.get(str(name), ("passed", 0.0))
     if report.skipped:
         this = "skipped"
@@ -297,9 +315,10 @@ def pytest_terminal_summary(
     if not VARIANT_RESULTS:
         return
     terminalreporter.section("variants")
-    terminalreporter.write_line(f"{'variant':<32} {'result':<8} {'seconds':>8}")
+    terminalreporter.write_line(f"{'variant':<32} {'result':<8} {'seconds':>8}  containers")
     for name, (outcome, seconds) in VARIANT_RESULTS.items():
-        terminalreporter.write_line(f"{name:<32} {outcome:<8} {seconds:>8.1f}")
+        containers = CONTAINER_STARTUP.get(name, "-")
+        terminalreporter.write_line(f"{name:<32} {outcome:<8} {seconds:>8.1f}  {containers}")
 
 
 def main(argv: Sequence[str]) -> int:

@@ -1,15 +1,51 @@
-"""Where the test servers come from: an environment variable, or a Testcontainers container."""
+"""Where the test servers come from: an environment variable, or a Testcontainers container.
+
+Images come from TEST_POSTGRES_IMAGE, TEST_REDIS_IMAGE and TEST_KAFKA_IMAGE when set (a registry
+mirror, or images built locally), else the public images in IMAGES.
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
+import socket
+import struct
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from types import ModuleType
+from contextlib import contextmanager, suppress
 from typing import Any
 
-IMAGES = {"postgres": "postgres:16-alpine", "redis": "redis:7-alpine", "kafka": "confluentinc/cp-kafka:7.6.1"}
+import docker.errors
+
+IMAGES = {"postgres": "postgres:16-alpine", "redis": "redis:7-alpine", "kafka": "apache/kafka:3.9.1"}
+# Seconds from starting each kind's container until it answered, for the session's summary.
+STARTUP_S: dict[str, float] = {}
+
+KAFKA_PORT = 9092
+# Where the kafka container's start-up shell waits for its advertised address (`_advertise`).
+ADVERTISED_FILE = "/tmp/advertised-listeners.sh"
+KAFKA_READY_TIMEOUT_S = 120.0
+# apache/kafka's single-node KRaft settings; the listener clients use is PLAINTEXT on 9092.
+# Confluent's cp-kafka reads the same variables, and wants CLUSTER_ID besides.
+KAFKA_ENV = {
+    "KAFKA_NODE_ID": "1",
+    "KAFKA_PROCESS_ROLES": "broker,controller",
+    "KAFKA_LISTENERS": f"PLAINTEXT://:{KAFKA_PORT},CONTROLLER://:9093",
+    "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+    "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+    "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
+    "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+    "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+    "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+    "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+    "KAFKA_LOG_DIRS": "/tmp/kraft-combined-logs",
+    "CLUSTER_ID": "4L6g3nShT-eMCtK--X86sw",
+}
+
+
+def image(kind: str) -> str:
+    """The image for `kind`: TEST_<KIND>_IMAGE, else the public default."""
+    return os.environ.get(f"TEST_{kind.upper()}_IMAGE") or IMAGES[kind]
 
 
 @contextmanager
@@ -19,9 +55,12 @@ def server_url(variable: str, kind: str) -> Iterator[str]:
     if url:
         yield plain_postgres_url(url) if kind == "postgres" else url
         return
-    container = _container(variable, kind)
-    with container:
-        yield _url(container, kind)
+    _require_engine(variable, kind)
+    started = time.monotonic()
+    with _started(kind) as container:
+        url = _url(container, kind)
+        STARTUP_S[kind] = time.monotonic() - started
+        yield url
 
 
 def plain_postgres_url(url: str) -> str:
@@ -29,32 +68,141 @@ def plain_postgres_url(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-def _container(variable: str, kind: str) -> Any:
+def _require_engine(variable: str, kind: str) -> None:
     if not (os.environ.get("DOCKER_HOST") or os.path.exists("/var/run/docker.sock")):
         raise RuntimeError(
             f"{variable} is not set and there is no Docker engine for Testcontainers. "
             f"Set {variable} to a running {kind} server, or start Docker."
         )
-    module = container_module(kind)
-    if kind == "postgres":
-        return module.PostgresContainer(IMAGES[kind], driver=None)
-    if kind == "kafka":
-        return module.KafkaContainer(IMAGES[kind]).with_kraft()
-    return module.RedisContainer(IMAGES[kind])
 
 
-def container_module(kind: str) -> ModuleType:
-    """Testcontainers' module for `kind`: under `community` since 4.15 (the old path warns)."""
+@contextmanager
+def _started(kind: str) -> Iterator[Any]:
+    """Create and start the container of `kind`; a failure names the image and how to change it."""
+    container = None
     try:
-        return importlib.import_module(f"testcontainers.community.{kind}")
+        container = _container(kind)  # may pull the image
+        container.start()
+    except Exception as error:
+        if container is not None:
+            with suppress(Exception):
+                container.stop()
+        raise RuntimeError(
+            f"could not start the {kind} container from image {image(kind)!r} "
+            f"({type(error).__name__}: {error}); set TEST_{kind.upper()}_IMAGE to an image "
+            "your Docker engine has or can pull"
+        ) from error
+    try:
+        yield container
+    finally:
+        container.stop()
+
+
+def container_class(kind: str) -> Any:
+    """The Testcontainers class for `kind`: modules under `community` since 4.15 (the old path warns)."""
+    if kind == "kafka":
+        return importlib.import_module("testcontainers.core.container").DockerContainer
+    try:
+        module = importlib.import_module(f"testcontainers.community.{kind}")
     except ModuleNotFoundError:
-        return importlib.import_module(f"testcontainers.{kind}")
+        module = importlib.import_module(f"testcontainers.{kind}")
+    return getattr(module, f"{kind.capitalize()}Container")
+
+
+def _container(kind: str) -> Any:
+    if kind == "postgres":
+        return container_class(kind)(image(kind), driver=None)
+    if kind == "kafka":
+        return _kafka_container()
+    return container_class(kind)(image(kind))
+
+
+def _kafka_container() -> Any:
+    """A plain container, not Testcontainers' KafkaContainer (which runs Confluent's start script).
+
+    A Kafka broker tells clients the address to come back to, which is known only once its
+    container runs: it starts with a shell that waits for that address (`_advertise` writes it),
+    then runs the image's own entry point with KAFKA_ADVERTISED_LISTENERS set.
+    """
+    container = container_class("kafka")(image("kafka")).with_exposed_ports(KAFKA_PORT)
+    for name, value in KAFKA_ENV.items():
+        container.with_env(name, value)
+    wait_then_run = f'while [ ! -f {ADVERTISED_FILE} ]; do sleep 0.1; done; . {ADVERTISED_FILE}; exec "$@"'
+    container.with_kwargs(entrypoint=["sh", "-c", wait_then_run, "sh"])
+    return container.with_command(_image_command(container))
+
+
+def _image_command(container: Any) -> list[str]:
+    """The image's entry point and command, pulling the image first if the engine lacks it."""
+    images = container.get_docker_client().client.images
+    try:
+        found = images.get(container.image)
+    except docker.errors.ImageNotFound:
+        found = images.pull(container.image)
+    config = found.attrs["Config"]
+    return [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
+
+
+def _advertise(container: Any) -> tuple[str, int]:
+    """Tell the waiting container the address clients reach it at; that address."""
+    host = container.get_container_host_ip()
+    port = int(container.get_exposed_port(KAFKA_PORT))
+    line = f"export KAFKA_ADVERTISED_LISTENERS=PLAINTEXT://{host}:{port}"
+    # Written whole, then renamed: the waiting shell never reads half a file.
+    write = f"echo '{line}' > {ADVERTISED_FILE}.new && mv {ADVERTISED_FILE}.new {ADVERTISED_FILE}"
+    result = container.exec(["sh", "-c", write])
+    if result.exit_code:
+        raise RuntimeError(f"could not write {ADVERTISED_FILE} in the kafka container: {result.output!r}")
+    return host, port
 
 
 def _url(container: Any, kind: str) -> str:
     if kind == "postgres":
         return str(container.get_connection_url())
     if kind == "kafka":
-        return str(container.get_bootstrap_server())
-    host = container.get_container_host_ip()
-    return f"redis://{host}:{container.get_exposed_port(6379)}/0"
+        host, port = _advertise(container)
+        _wait_for_kafka(container, host, port)
+        return f"{host}:{port}"
+    return f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
+
+
+def _wait_for_kafka(container: Any, host: str, port: int) -> None:
+    """Wait until the broker lists itself in a metadata response (it is then ready for clients)."""
+    deadline = time.monotonic() + KAFKA_READY_TIMEOUT_S
+    while not _kafka_lists_a_broker(host, port):
+        wrapped = container.get_wrapped_container()
+        wrapped.reload()
+        if wrapped.status == "exited":
+            stdout, stderr = container.get_logs()
+            last = (stdout + stderr).decode(errors="replace").strip().splitlines()[-20:]
+            raise RuntimeError(f"the kafka container ({image('kafka')}) exited:\n" + "\n".join(last))
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the kafka container ({image('kafka')}) did not answer a metadata request "
+                f"on {host}:{port} within {KAFKA_READY_TIMEOUT_S:.0f}s"
+            )
+        time.sleep(0.5)
+
+
+def _kafka_lists_a_broker(host: str, port: int) -> bool:
+    """One Metadata round trip (v4: the oldest Kafka 4 still serves): does it list a broker?"""
+    client_id = b"tests"
+    # api key 3 (Metadata), version 4, correlation id 1, client id; no topics, no auto-creation
+    body = struct.pack(">hhih", 3, 4, 1, len(client_id)) + client_id + struct.pack(">ib", 0, 0)
+    try:
+        with socket.create_connection((host, port), timeout=3) as conn:
+            conn.sendall(struct.pack(">i", len(body)) + body)
+            head = _read(conn, 16)  # size, correlation id, throttle time, number of brokers
+    except OSError:
+        return False
+    if len(head) < 16:
+        return False
+    _size, correlation, _throttle_ms, brokers = struct.unpack(">iiii", head)
+    return bool(correlation == 1 and brokers > 0)
+
+
+def _read(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size and (chunk := conn.recv(size - len(data))):
+        data += chunk
+    return data

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Make sure a Docker engine answers, for the rendered suites' Testcontainers path.
+#
+# Usage: scripts/docker.sh
+#
+# An engine that answers (`docker info`, at DOCKER_HOST or the default socket) is left alone.
+# Otherwise dockerd is started as root (directly or through passwordless sudo), in the background
+# with its log in DOCKER_LOG (/var/log/dockerd-outbox-template.log). Debian's docker.io package is
+# installed first when dockerd is missing and installing is allowed: CI=true or DOCKER_INSTALL=1
+# (a developer's machine gets a message instead of an engine it did not ask for).
+# Fails, naming what is missing, when no engine can be had: it never lets tests pass without one.
+set -euo pipefail
+
+readonly WAIT_S=${DOCKER_WAIT_S:-60}
+readonly DOCKER_LOG=${DOCKER_LOG:-/var/log/dockerd-outbox-template.log}
+
+log() { printf 'docker: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+can_root() { [[ $(id -u) -eq 0 ]] || sudo -n true 2>/dev/null; }
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo -n "$@"; fi
+}
+
+answers() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
+
+install_allowed() { [[ ${CI:-} == true || ${DOCKER_INSTALL:-} == 1 ]]; }
+
+install_docker() {
+  install_allowed ||
+    die "dockerd is not installed; install Docker (Debian: apt-get install docker.io), or set DOCKER_INSTALL=1 to let this script do it"
+  can_root || die "dockerd is not installed, and installing docker.io needs root or passwordless sudo"
+  log "installing docker.io with apt-get"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+  # Its package scripts cannot start the service without an init system; we start it below.
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker.io >&2
+}
+
+start_dockerd() {
+  [[ -n ${DOCKER_HOST:-} ]] &&
+    die "DOCKER_HOST=$DOCKER_HOST does not answer; start that engine, or unset DOCKER_HOST to use a local dockerd"
+  can_root || die "no Docker engine answers, and starting dockerd needs root or passwordless sudo"
+  log "starting dockerd (log: $DOCKER_LOG)"
+  # A session of its own, so that it outlives this script and the make that ran it.
+  as_root setsid sh -c 'exec dockerd >>"$1" 2>&1 </dev/null' sh "$DOCKER_LOG" &
+  local deadline=$((SECONDS + WAIT_S))
+  until answers; do
+    if ((SECONDS >= deadline)); then
+      tail -n 20 "$DOCKER_LOG" >&2 || true
+      die "dockerd did not answer within ${WAIT_S}s (log above: $DOCKER_LOG)"
+    fi
+    sleep 1
+  done
+}
+
+if answers; then
+  log "a Docker engine answers"
+  exit 0
+fi
+command -v dockerd >/dev/null || install_docker
+command -v docker >/dev/null || die "dockerd is installed but the docker command is not"
+start_dockerd
+log "dockerd is up"
