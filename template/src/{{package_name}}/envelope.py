@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 from uuid import UUID, uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 
 class Contract(BaseModel):
@@ -20,10 +21,33 @@ class Contract(BaseModel):
     TOPIC: ClassVar[str]
     KEY_FIELD: ClassVar[str]
 
+    @field_validator("*")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        # Every string of an event is stored (the key as text, the payload as JSONB): refuse what
+        # PostgreSQL would refuse here, where the error can name the field, not at the INSERT.
+        for item in value if isinstance(value, list) else (value,):
+            if isinstance(item, str):
+                storable_text(item)
+        return value
+
     # Not `key()`: a contract may well have a field called `key`.
     def ordering_key(self) -> str:
         """The value of the key field: events with the same one are published in commit order."""
         return str(getattr(self, self.KEY_FIELD))
+
+
+def storable_text(value: str) -> str:
+    """`value`, if PostgreSQL can store it in text and JSONB: no NUL, no lone surrogate."""
+    if "\x00" in value:
+        raise PydanticCustomError("string_nul", "String must not contain NUL (\\u0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError(
+            "string_surrogate", "String must not contain a lone surrogate (\\ud800-\\udfff)"
+        ) from None
+    return value
 
 
 class Envelope(BaseModel):
