@@ -53,9 +53,14 @@ def describe(exc: BaseException, *, max_chars: int = 2000) -> str:
 
 def is_retriable(exc: BaseException) -> bool:
     """Whether another attempt could succeed: the error's `retriable`, else what the database says."""
-    if sqlstate(exc)[:2] == _DATA_EXCEPTION_CLASS:
+    if is_data_refused(exc):
         return False
     return bool(getattr(exc, "retriable", True))
+
+
+def is_data_refused(exc: BaseException) -> bool:
+    """Whether the database refused a value itself (SQLSTATE class 22), not the statement or the link."""
+    return sqlstate(exc)[:2] == _DATA_EXCEPTION_CLASS
 
 
 def is_database_unavailable(exc: BaseException) -> bool:

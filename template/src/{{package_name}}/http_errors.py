@@ -1,4 +1,4 @@
-"""Error responses of the API: capped 422 echoes, and 503 while the database is unreachable."""
+"""Error responses of the API: capped 422 echoes, 422 for data the database refuses, 503 when it is away."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import describe, is_database_unavailable
+from .errors import describe, is_data_refused, is_database_unavailable
 
 log = structlog.get_logger(__name__)
 
@@ -73,8 +73,8 @@ def _json_safe(value: Any, depth: int) -> Any:
     return _json_safe(str(value), depth)
 
 
-class DatabaseUnavailableMiddleware:
-    """Answers 503 with `Retry-After` when the database cannot be reached, not a 500.
+class DatabaseErrorMiddleware:
+    """Answers database errors that are not the server's fault with a 4xx/503, not a 500.
 
     An exception that escapes the app makes uvicorn answer 500 and close the connection, so
     the client's next request on that keep-alive connection gets no answer at all. A response
@@ -99,12 +99,24 @@ class DatabaseUnavailableMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
-            if started or not is_database_unavailable(exc):
+            response = None if started else self._answer(exc, scope["path"])
+            if response is None:
                 raise
-            log.warning("database_unavailable", path=scope["path"], error=describe(exc, max_chars=500))
-            response = JSONResponse(
+            await response(scope, receive, send)
+
+    def _answer(self, exc: Exception, path: str) -> Response | None:
+        if is_database_unavailable(exc):
+            log.warning("database_unavailable", path=path, error=describe(exc, max_chars=500))
+            return JSONResponse(
                 {"detail": "the database is unavailable; retry later"},
                 status_code=503,
                 headers={"Retry-After": self._retry_after},
             )
-            await response(scope, receive, send)
+        if is_data_refused(exc):
+            # A value of the request that the database will not store (NUL in JSONB, a number
+            # out of range): the client's to fix. The message names the problem, never the SQL.
+            reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+            log.info("database_refused_value", path=path, error=describe(exc, max_chars=500))
+            refused = {"type": "database_refused_value", "loc": ["body"], "msg": _echo(reason)}
+            return JSONResponse({"detail": [refused]}, status_code=422)
+        return None
