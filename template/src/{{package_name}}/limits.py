@@ -57,7 +57,8 @@ class BodyLimitMiddleware:
 
 
 def _too_large(limit: int) -> JSONResponse:
-    return JSONResponse({"detail": f"request body larger than {limit} bytes"}, status_code=413)
+    # The same body as FastAPI's handler gives the exception.
+    return JSONResponse({"detail": BodyTooLarge(limit).detail}, status_code=413)
 
 
 def _content_length(scope: Scope) -> int | None:
