@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -12,6 +14,9 @@ _DATA_EXCEPTION_CLASS = "22"
 # connections, and a server shutting down or starting up.
 _UNAVAILABLE_CLASS = "08"
 _UNAVAILABLE_CODES = frozenset({"53300", "57P01", "57P02", "57P03"})
+# hide_parameters keeps values out of SQLAlchemy's text, not out of the driver's: asyncpg quotes
+# the start of a value it could not encode ("invalid input for query argument $1: 'v…' (why)").
+_ARGUMENT_VALUE = re.compile(r"(invalid input for query argument \$\d+): ([^\n]*)")
 
 
 class ServiceError(Exception):
@@ -46,9 +51,25 @@ class ConfigurationError(Exception):
 
 
 def describe(exc: BaseException, *, max_chars: int = 2000) -> str:
-    """`Type: message`, capped, for logs and for error columns."""
+    """`Type: message`, capped, for logs and for error columns; without SQL parameter values."""
+    text = _ARGUMENT_VALUE.sub(_hide_value, f"{type(exc).__name__}: {exc}")
     # NUL cannot be stored in PostgreSQL text; error messages may quote arbitrary input.
-    return f"{type(exc).__name__}: {exc}".replace("\x00", "\\x00")[:max_chars]
+    return text.replace("\x00", "\\x00")[:max_chars]
+
+
+def _hide_value(match: re.Match[str]) -> str:
+    rest = match.group(2)
+    reason = rest[_opening_of_last_group(rest) :] if rest.endswith(")") else ""
+    return f"{match.group(1)}: (value hidden){' ' + reason if reason else ''}"
+
+
+def _opening_of_last_group(text: str) -> int:
+    depth = 0
+    for index in range(len(text) - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(text[index], 0)
+        if depth == 0:
+            return index
+    return len(text)
 
 
 def is_retriable(exc: BaseException) -> bool:
