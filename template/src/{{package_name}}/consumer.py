@@ -26,7 +26,7 @@ from .constants import (
 )
 from .contracts import CONSUMED
 from .envelope import Contract, Envelope
-from .errors import ConfigurationError, RejectedMessage, describe
+from .errors import ConfigurationError, RejectedMessage, describe, is_retriable
 from .retry import RetryPolicy
 from .settings import Settings
 
@@ -153,7 +153,7 @@ class Consumer:
     async def _failed(
         self, delivery: Delivery, envelope: Envelope, attempt: int, exc: Exception
     ) -> RetryLater | None:
-        if not getattr(exc, "retriable", True):
+        if not is_retriable(exc):
             await self._dead_letter(
                 delivery, exc, reason=REASON_PERMANENT_ERROR, attempts=attempt, envelope=envelope
             )

@@ -24,6 +24,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "timeout": settings.db_connect_timeout_s,
             "command_timeout": settings.db_command_timeout_s,
         },
+        # Error text goes to logs and to inbox/dead-letter rows: never with the statement's values.
+        hide_parameters=True,
     )
 
 
@@ -44,3 +46,21 @@ async def dispose(engine: AsyncEngine, *, timeout_s: float) -> None:
     except TimeoutError:
         log.warning("database_close_timed_out", after_s=timeout_s)
         await engine.dispose(close=False)
+
+
+def create_probe_engine(settings: Settings) -> AsyncEngine:
+    """A small engine of its own for readiness probes.
+
+    Probes must not queue behind requests: a busy request pool means load, not a database down,
+    and a probe waiting for it would take a healthy API out of service.
+    """
+    timeout_s = settings.api_ready_timeout_s
+    return create_async_engine(
+        settings.database_url.get_secret_value(),
+        pool_size=1,
+        max_overflow=1,
+        pool_timeout=timeout_s,
+        pool_pre_ping=True,
+        hide_parameters=True,
+        connect_args={"timeout": timeout_s, "command_timeout": timeout_s},
+    )
