@@ -293,7 +293,8 @@ class Relay:
                     log.warning("outbox_lease_lost", owner=self.owner, rows=len(published) - done)
             for r in results:
                 if r.failed is not None:
-                    await self._record_failure(conn, r.failed, counted=broker_reachable)
+                    counted = broker_reachable and _the_rows_fault(r.failed.error)
+                    await self._record_failure(conn, r.failed, counted=counted)
             if untried:
                 await conn.execute(_RELEASE, {"ids": untried, "owner": self.owner})
 
@@ -380,6 +381,15 @@ class _Listener:
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close(timeout=self._timeout_s)
+
+
+def _the_rows_fault(error: BaseException) -> bool:
+    """Whether a failed publish says something about the row rather than the broker's state.
+
+    A timeout, or an error the client itself calls retriable (aiokafka's `retriable`), says
+    only that the broker is slow or busy: the row is tried again and nothing counts.
+    """
+    return not isinstance(error, TimeoutError) and not getattr(error, "retriable", False)
 
 
 def _about(message: OutboundMessage) -> dict[str, str]:
