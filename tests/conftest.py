@@ -7,6 +7,7 @@ Run as a script it renders one variant for a look at the result (`make render`):
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -266,6 +267,9 @@ def selected_variants(config: pytest.Config) -> list[Variant]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # One seed for the generated answer sets per session: pytest-xdist's workers inherit it, so
+    # they all collect the same test ids (tests/test_generated.py reads it at import).
+    os.environ.setdefault("GENERATED_SEED", str(random.SystemRandom().randrange(2**32)))
     unknown = set(config.getoption("--variant")) - VARIANTS.keys()
     if unknown:
         raise pytest.UsageError(
