@@ -611,7 +611,10 @@ class Run:
         rate_s = self.args.min_load_s / self.args.events
         numbers = iter(range(self.args.events))
         started = time.monotonic()
-        limits = httpx.Limits(max_connections=CONCURRENCY)
+        # Idle connections are dropped before uvicorn's keep-alive timeout (5 s) closes them:
+        # else a request sent just as the server closes its connection gets no answer, a race
+        # of HTTP keep-alive itself that says nothing about the service.
+        limits = httpx.Limits(max_connections=CONCURRENCY, keepalive_expiry=1.0)
         base_url = f"http://127.0.0.1:{self.api_port}"
         async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
 
