@@ -11,9 +11,10 @@ import structlog
 from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import describe, is_data_refused, is_database_unavailable
+from .middleware import StartTracking
 
 log = structlog.get_logger(__name__)
 
@@ -89,17 +90,11 @@ class DatabaseErrorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = StartTracking(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracked)
         except Exception as exc:
-            response = None if started else self._answer(exc, scope["path"])
+            response = None if tracked.started else self._answer(exc, scope["path"])
             if response is None:
                 raise
             await response(scope, receive, send)

@@ -6,6 +6,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .middleware import StartTracking
+
 
 class BodyTooLarge(HTTPException):
     # An HTTPException, so that FastAPI's body parsing lets it through to its handler (a JSON 413)
@@ -40,18 +42,12 @@ class BodyLimitMiddleware:
                     raise BodyTooLarge(self.max_bytes)
             return message
 
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = StartTracking(send)
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracked)
         except BodyTooLarge:
             # Raised where no handler turned it into a response (a route that reads the body itself).
-            if started:
+            if tracked.started:
                 raise
             await _too_large(self.max_bytes)(scope, receive, send)
 

@@ -58,3 +58,15 @@ def _from_headers(scope: Scope) -> str | None:
             if 0 < len(text) <= _MAX_LENGTH and text.isprintable():
                 return text
     return None
+
+
+class StartTracking:
+    """Wraps `send`; `started` tells whether the response has begun (then no other may be sent)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self._send(message)
