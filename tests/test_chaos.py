@@ -7,11 +7,10 @@ unexpected dead letter or slow shutdown makes it exit non-zero, and this test fa
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
-from conftest import REPO, subprocess_env, tail
+from conftest import REPO, run_checked
 
 pytestmark = pytest.mark.chaos
 
@@ -25,18 +24,5 @@ TIMEOUT_S = 1800
 def test_chaos_run_keeps_every_guarantee(chaos_variant: str) -> None:
     args = [sys.executable, str(REPO / "scripts/chaos.py"), "--variant", chaos_variant]
     args += ["--events", str(EVENTS), "--kills", str(KILLS), "--terms", str(TERMS)]
-    proc = subprocess.run(
-        args,
-        cwd=REPO,
-        env=subprocess_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
-    if proc.returncode != 0:
-        pytest.fail(
-            f"chaos run of {chaos_variant} failed:\n{tail(proc.stdout + proc.stderr, 60)}",
-            pytrace=False,
-        )
+    # Fails with the command and the end of its output: the table and the checks that failed.
+    run_checked(args, cwd=REPO, timeout_s=TIMEOUT_S)
