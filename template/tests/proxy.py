@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from types import TracebackType
+
+from sqlalchemy import make_url
 
 
 class TcpProxy:
@@ -69,3 +72,11 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flow
             writer.write(data)
             await writer.drain()
     writer.close()
+
+
+@contextlib.asynccontextmanager
+async def proxied_database(database_url: str) -> AsyncIterator[tuple[str, TcpProxy]]:
+    """A proxy in front of the database at `database_url`, and the URL that goes through it."""
+    url = make_url(database_url)
+    async with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        yield url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False), proxy
