@@ -15,8 +15,13 @@ LINT_PATHS := tests extensions scripts
 JOBS ?= 2
 PYTEST_PARALLEL := -n $(JOBS) --dist worksteal
 
-# Run the rest of a recipe line with the services' URLs (TEST_DATABASE_URL, ...) exported.
-with_services = services_env=$$(scripts/services.sh $(SERVICES)) && eval "$$services_env" &&
+# Run the rest of a recipe line with the services' URLs (TEST_DATABASE_URL, ...) exported; the
+# Kafka broker that scripts/services.sh started for this line (KAFKA_RUN_PORT) is stopped after it.
+stop_run_kafka = [[ -z $${KAFKA_RUN_PORT:-} ]] || KAFKA_PORT=$$KAFKA_RUN_PORT scripts/kafka.sh stop
+with_services = services_env=$$(scripts/services.sh $(SERVICES)) && eval "$$services_env" && \
+  trap '$(stop_run_kafka)' EXIT &&
+# Progress reaches a log as it happens (a CI run cut off at its time limit keeps what it printed).
+export PYTHONUNBUFFERED := 1
 # Variants whose suites start their own servers with Testcontainers (`servers: testcontainers` in
 # variants.yml); those of them this run tests need a Docker engine and the local images.
 CONTAINER_VARIANTS := $(shell awk '/^  - name:/ {name = $$3} /^    servers: testcontainers/ {print name}' variants.yml)
@@ -40,7 +45,7 @@ help: ## List the targets
 $(UV):
 	python3 -m pip install --user uv
 
-services: ## Start PostgreSQL, Redis and Kafka (by variant) unless running; print their URLs
+services: ## Start PostgreSQL and Redis unless running, and a Kafka broker of its own; print their URLs
 	scripts/services.sh $(SERVICES)
 
 images: ## Start Docker unless it answers, build the Testcontainers images; print their names
@@ -58,13 +63,13 @@ lint: sync ## ruff check and ruff format --check, then mypy, on tests/, extensio
 check: lint ## Lint, question and render tests (no services needed)
 	$(UV) run --no-sync pytest $(PYTEST_PARALLEL) -m "not variant and not update and not chaos"
 
-test: $(UV) services lint ## All of it, as CI runs it: lint, question, render, variant and chaos tests
+test: $(UV) lint ## All of it, as CI runs it: lint, question, render, variant and chaos tests
 	$(with_services) $(with_images) $(UV) run --no-sync pytest $(PYTEST_PARALLEL)
 
-test-variant: $(UV) services sync ## Render and variant tests of one variant: V=arq-default
+test-variant: $(UV) sync ## Render and variant tests of one variant: V=arq-default
 	$(with_services) $(with_images) $(UV) run --no-sync pytest --variant "$(V)" tests/test_render.py tests/test_variants.py
 
-test-update: $(UV) services sync ## copier update from the previous release, and adding a contract
+test-update: $(UV) sync ## copier update from the previous release, and adding a contract
 	$(with_services) $(UV) run --no-sync pytest -m update tests/test_update.py tests/test_docs.py
 
 render: sync ## Render one variant into a new directory: V=arq-default DEST=../orders-service

@@ -6,8 +6,9 @@
 #
 # Usage: scripts/services.sh [SERVICE...]   SERVICE: postgres, redis, kafka (default: postgres redis)
 #
-# Idempotent: a service that answers is left alone; one that is stopped is started with the same
-# command the machine uses; one that is not installed is installed with apt-get first.
+# PostgreSQL and Redis: a server that answers is left alone; one that is stopped is started with the
+# same command the machine uses; one that is not installed is installed with apt-get first.
+# Kafka: a fresh broker for each call, on a free port (see ensure_kafka), to be stopped by the caller.
 # A URL already set in the environment (TEST_DATABASE_URL, TEST_REDIS_URL,
 # TEST_KAFKA_BOOTSTRAP_SERVERS, as CI's service containers provide) is trusted as is: that
 # service is not checked or started here.
@@ -104,14 +105,22 @@ ensure_redis() {
   TEST_REDIS_URL="redis://$HOST:$REDIS_PORT/0"
 }
 
-# Kafka-compatible broker (tansu), for the kafka variant: scripts/kafka.sh owns it.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Kafka-compatible broker (tansu), for the kafka variant: scripts/kafka.sh owns it. Each call
+# starts a broker of its own on a free port, printed as KAFKA_RUN_PORT for the caller to stop
+# (`KAFKA_PORT=$KAFKA_RUN_PORT scripts/kafka.sh stop`): tansu keeps every topic and consumer group
+# in memory for as long as it runs, and one that served earlier runs for hours can wedge a group.
 ensure_kafka() {
-  local kafka_sh
+  local kafka_sh port
   kafka_sh="$(dirname "${BASH_SOURCE[0]}")/kafka.sh"
   [[ -f $kafka_sh ]] || die "kafka was asked for but $kafka_sh does not exist"
-  bash "$kafka_sh" start </dev/null >&2
-  TEST_KAFKA_BOOTSTRAP_SERVERS=$(bash "$kafka_sh" env </dev/null)
-  TEST_KAFKA_BOOTSTRAP_SERVERS=${TEST_KAFKA_BOOTSTRAP_SERVERS#TEST_KAFKA_BOOTSTRAP_SERVERS=}
+  port=$(free_port)
+  KAFKA_PORT=$port bash "$kafka_sh" start </dev/null >&2
+  TEST_KAFKA_BOOTSTRAP_SERVERS=$HOST:$port
+  printf 'export KAFKA_RUN_PORT=%s\n' "$port"
   # tansu has no idempotent producer. Say so rather than let each suite probe for it: the probe's
   # producer starts fine and fails only later, in the background, so it can guess wrong.
   printf 'export TEST_KAFKA_IDEMPOTENCE=false\n'
