@@ -17,7 +17,7 @@ pytestmark = pytest.mark.chaos
 EVENTS = 2000
 KILLS = TERMS = 5  # of each kind, relay and worker
 # The harness bounds itself (--timeout-s); this only catches a harness that hangs in spite of it.
-TIMEOUT_S = 1800
+TIMEOUT_S = 1200  # the harness's own --timeout-s (900 s after uv sync), plus its uv sync
 
 
 @pytest.mark.parametrize("chaos_variant", ["arq-default", "kafka-default"])

@@ -396,7 +396,8 @@ SUITE_CASES = [
         id="asyncpg-test-database-url",
     ),
     pytest.param(
-        # Events that differ only in their key are alike when they share it (GENERATED_SEED=220880537).
+        # Events that differ only in their key are alike when they share it
+        # (found with GENERATED_SEED=220880537).
         found([one_contract(key="ref", fields={"ref": "str"})], broker="kafka"),
         ["tests/test_kafka.py", "-k", "retry_does_not_hold_up"],
         {},

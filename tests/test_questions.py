@@ -755,7 +755,8 @@ def test_copier_accepts_answers_at_the_limits(
 def test_a_kafka_partitions_answer_that_is_no_number_names_the_question(
     template: Path, tmp_path: Path
 ) -> None:
-    with pytest.raises(ValueError, match="^Validation error for question 'kafka_partitions': ") as info:
+    refusal = r"^Validation error for question 'kafka_partitions': "
+    with pytest.raises(ValueError, match=refusal) as info:
         run_questions(template, tmp_path / "out", broker="kafka", kafka_partitions="abc")
     assert "kafka_partitions must be a number >= 1 (got 'abc')" in str(info.value)
 
