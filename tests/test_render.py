@@ -48,6 +48,19 @@ def test_no_leftover_jinja(rendered: Rendered) -> None:
     assert not leftovers, "Jinja left in rendered files:\n" + "\n".join(leftovers)
 
 
+def test_the_rendered_workflow_lets_testcontainers_start_the_servers(rendered: Rendered) -> None:
+    # What a user's CI on GitHub's runners does: no service containers, no server URL, so the
+    # suite's Testcontainers path runs (image names may still be set, for a registry mirror).
+    workflow = yaml.safe_load((rendered.path / ".github/workflows/ci.yml").read_text())
+    for name, job in workflow["jobs"].items():
+        assert "services" not in job, f"job {name} has service containers"
+        for scope in (workflow, job, *job["steps"]):
+            urls = [v for v in scope.get("env") or {} if v.endswith(("_URL", "_BOOTSTRAP_SERVERS"))]
+            assert urls == [], f"job {name} sets server URLs: {urls}"
+    runs = [step.get("run") for job in workflow["jobs"].values() for step in job["steps"]]
+    assert "make test" in runs
+
+
 def test_answers_file(rendered: Rendered, variant: Variant) -> None:
     answers_file = rendered.path / ANSWERS_FILE
     assert answers_file.is_file(), f"{ANSWERS_FILE} was not rendered"
