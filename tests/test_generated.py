@@ -24,7 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Variant, copy_template, render, run_logged, subprocess_env, tail, uv
+from conftest import (
+    KEPT_LOGS,
+    Variant,
+    copy_template,
+    keep_log,
+    render,
+    run_logged,
+    subprocess_env,
+    tail,
+    uv,
+)
 from hypothesis import HealthCheck, Phase, given, note, seed, settings
 from hypothesis import strategies as st
 from test_variants import REQUIRED_ENV, TIMEOUT_S
@@ -348,7 +358,8 @@ def run_suite(project: Path, args: list[str], *, env: dict[str, str] | None = No
     if code != 0:
         what = f"took over {TIMEOUT_S:.0f}s" if code is None else f"exited {code}"
         output = tail(log.read_text(errors="replace"))
-        pytest.fail(f"`{' '.join(args)}` {what}; the end of {log}:\n{output}", pytrace=False)
+        kept = keep_log(log, f"generated-seed{SEED}")  # pytest prunes its temporary directories
+        pytest.fail(f"`{' '.join(args)}` {what}; the end of {kept}:\n{output}", pytrace=False)
 
 
 @pytest.mark.variant
@@ -420,3 +431,20 @@ def test_found_answer_sets_pass_their_affected_tests(
         environment["TEST_DATABASE_URL"] = plain.replace("postgresql://", "postgresql+asyncpg://")
     run_suite(project, [uv(), "sync", "-q"])
     run_suite(project, [uv(), "run", "--no-sync", "pytest", "-q", *tests], env=environment)
+
+
+def test_a_failed_generated_suites_log_outlives_its_render(tmp_path: Path) -> None:
+    project = tmp_path / "example" / "project"
+    project.mkdir(parents=True)
+    (project / "Makefile").write_text("test:\n\t@echo the failure; exit 3\n")
+    with pytest.raises(pytest.fail.Exception) as failed:
+        run_suite(project, ["make", "test"])
+    shutil.rmtree(tmp_path / "example")  # as pytest prunes its temporary directories
+    printed = re.search(r"the end of (\S+):", str(failed.value))
+    assert printed, str(failed.value)
+    kept = Path(printed.group(1))
+    try:
+        assert kept.parent == KEPT_LOGS
+        assert "the failure" in kept.read_text()
+    finally:
+        kept.unlink(missing_ok=True)
