@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from shutil import copyfile, copytree, ignore_patterns, which
+from shutil import copyfile, copytree, ignore_patterns, rmtree, which
 from typing import Any
 
 import copier
@@ -156,6 +157,29 @@ def keep_log(log: Path, name: str) -> Path:
     kept = KEPT_LOGS / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
     copyfile(log, kept)
     return kept
+
+
+def failing_project(base: Path) -> Path:
+    """A project under `base` whose `make test` prints "the failure" and exits 3."""
+    project = base / "project"
+    project.mkdir(parents=True)
+    (project / "Makefile").write_text("test:\n\t@echo the failure; exit 3\n")
+    return project
+
+
+def assert_log_kept(failure: BaseException, *, pruned: Path) -> None:
+    """The log `failure` names outlives `pruned` (removed here, as pytest would); git ignores it."""
+    rmtree(pruned)
+    printed = re.search(r"the end of (\S+):", str(failure))
+    assert printed, str(failure)
+    kept = Path(printed.group(1))
+    try:
+        assert kept.parent == KEPT_LOGS
+        assert "the failure" in kept.read_text()
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(kept)], cwd=REPO, check=False)
+        assert ignored.returncode == 0, f"{kept} is not ignored by git"
+    finally:
+        kept.unlink(missing_ok=True)
 
 
 def run_checked(args: Sequence[str], *, cwd: Path, timeout_s: float = SYNC_TIMEOUT_S) -> str:

@@ -25,9 +25,10 @@ from typing import Any
 
 import pytest
 from conftest import (
-    KEPT_LOGS,
     Variant,
+    assert_log_kept,
     copy_template,
+    failing_project,
     keep_log,
     render,
     run_logged,
@@ -434,17 +435,7 @@ def test_found_answer_sets_pass_their_affected_tests(
 
 
 def test_a_failed_generated_suites_log_outlives_its_render(tmp_path: Path) -> None:
-    project = tmp_path / "example" / "project"
-    project.mkdir(parents=True)
-    (project / "Makefile").write_text("test:\n\t@echo the failure; exit 3\n")
+    project = failing_project(tmp_path / "example")
     with pytest.raises(pytest.fail.Exception) as failed:
         run_suite(project, ["make", "test"])
-    shutil.rmtree(tmp_path / "example")  # as pytest prunes its temporary directories
-    printed = re.search(r"the end of (\S+):", str(failed.value))
-    assert printed, str(failed.value)
-    kept = Path(printed.group(1))
-    try:
-        assert kept.parent == KEPT_LOGS
-        assert "the failure" in kept.read_text()
-    finally:
-        kept.unlink(missing_ok=True)
+    assert_log_kept(failed.value, pruned=tmp_path / "example")

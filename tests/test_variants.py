@@ -6,16 +6,17 @@ import os
 import re
 import subprocess
 from pathlib import Path
-from shutil import rmtree, which
+from shutil import which
 
 import pytest
 import yaml
 from conftest import (
-    KEPT_LOGS,
     REPO,
     VARIANTS,
     Rendered,
     Variant,
+    assert_log_kept,
+    failing_project,
     keep_log,
     parse_variant,
     run_logged,
@@ -136,22 +137,10 @@ def test_rendered_make_test(
 def test_a_failed_variants_log_outlives_its_render(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
-    project = tmp_path / "arq-broken" / "project"
-    project.mkdir(parents=True)
-    (project / "Makefile").write_text("test:\n\t@echo the failure; exit 3\n")
+    project = failing_project(tmp_path / "arq-broken")
     for name in REQUIRED_ENV["arq"]:
         monkeypatch.setenv(name, "unused")
     variant = Variant("arq-broken", {})
     with pytest.raises(pytest.fail.Exception) as failed:
         test_rendered_make_test(Rendered(variant, project, (), frozenset()), variant, request)
-    rmtree(tmp_path / "arq-broken")  # as pytest prunes its temporary directories
-    printed = re.search(r"the end of (\S+):", str(failed.value))
-    assert printed, str(failed.value)
-    kept = Path(printed.group(1))
-    try:
-        assert kept.parent == KEPT_LOGS
-        assert "the failure" in kept.read_text()
-        ignored = subprocess.run(["git", "check-ignore", "-q", str(kept)], cwd=REPO, check=False)
-        assert ignored.returncode == 0, f"{kept} is not ignored by git"
-    finally:
-        kept.unlink(missing_ok=True)
+    assert_log_kept(failed.value, pruned=tmp_path / "arq-broken")
