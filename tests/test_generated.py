@@ -415,6 +415,13 @@ SUITE_CASES = [
         {},
         id="kafka-key-is-the-only-field",
     ),
+    pytest.param(
+        # No str or uuid field: no text to look for in the logs (GENERATED_SEED=2326724347).
+        found([one_contract(key="n", fields={"n": "int", "flag": "bool"})]),
+        ["tests/test_logs.py"],
+        {},
+        id="numbers-and-flags-only",
+    ),
 ]
 
 
