@@ -68,6 +68,26 @@ READY_TIMEOUT_S = 90.0
 SYNC_TIMEOUT_S = 900.0
 
 
+# Exit status of a run that failed only because the Kafka consumer group stopped handing out work
+# while every worker sat idle right after joining it: the test broker's (tansu's) known wedge, not
+# a fault the run can pin on the service. The CI test runs such a run once more.
+EXIT_GROUP_STALLED = 3
+# The checks a stalled drain fails by itself: anything else failing is the service's fault.
+STALL_CHECKS = {
+    "no event lost",
+    "every poison message dead-lettered with its reason",
+    "drained in time",
+}
+# aiokafka's log line for a completed join.
+JOINED = re.compile(r"Joined group '[^']*' \(generation \d+\)")
+
+
+def idle_in_group(last_events: Sequence[str | None]) -> bool:
+    """Every worker's last word is a completed join: while nothing moves, they sit idle in a group
+    that hands out no work (tansu's known wedge, see EXIT_GROUP_STALLED)."""
+    return bool(last_events) and all(JOINED.match(event or "") for event in last_events)
+
+
 class ChaosError(Exception):
     """The run could not be carried out (a server did not start, the API never got ready...)."""
 
@@ -541,6 +561,7 @@ class Run:
         self.api_port = free_port()
         self.env: dict[str, str] = {}
         self.services: list[Service] = []
+        self.group_stalled = False  # the drain stopped with every worker idle in its group
 
     def note(self, text: str) -> None:
         stamp = f"{time.monotonic() - self.started:7.1f}s"
@@ -786,7 +807,16 @@ class Run:
             self.note(
                 f"  {service.name}: last event {last or '(none since start)'}, {age_s:.0f}s ago"
             )
-        if self.tansu is not None:
+        if self.tansu is None:
+            return
+        if idle_in_group([s.last_event() for s in self.services if s.kind == "worker"]):
+            self.group_stalled = True
+            self.note(
+                "  every worker is idle right after joining its consumer group, and nothing is"
+                " delivered: the group is stalled, as tansu has been seen to wedge a group"
+                f" (exit {EXIT_GROUP_STALLED})"
+            )
+        else:
             self.note(
                 "  a worker silent while events wait is stuck in its consumer group: tansu has been"
                 " seen to wedge a group after many rebalances, and a worker that never returns"
@@ -1026,7 +1056,7 @@ async def chaos_run(args: argparse.Namespace, base: Path, project: Path) -> int:
             await run.db.stop("immediate")
     if failed:
         print(f"\nchaos: FAILED: {'; '.join(failed)}")
-        return 1
+        return EXIT_GROUP_STALLED if run.group_stalled and set(failed) <= STALL_CHECKS else 1
     print("\nchaos: passed")
     return 0
 
