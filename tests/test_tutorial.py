@@ -17,7 +17,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -83,15 +83,16 @@ class Reader:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # uv and the service's process, ended together on failure
         )
         try:
             yield proc
             proc.send_signal(signal.SIGTERM)  # what Ctrl-C or `docker compose down` sends
             assert proc.wait(timeout=STOP_TIMEOUT_S) == 0, f"`{line}` exited {proc.returncode}"
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
             log.close()
 
 
