@@ -182,10 +182,12 @@ def assert_log_kept(failure: BaseException, *, pruned: Path) -> None:
         kept.unlink(missing_ok=True)
 
 
-def run_checked(args: Sequence[str], *, cwd: Path, timeout_s: float = SYNC_TIMEOUT_S) -> str:
-    """Run `args` in `cwd`; its output, or fail the test with the command and its output's tail."""
+def run_captured(
+    args: Sequence[str], *, cwd: Path, timeout_s: float = SYNC_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
+    """Run `args` in `cwd` with its output captured; fail the test if it takes over `timeout_s`."""
     try:
-        proc = subprocess.run(
+        return subprocess.run(
             args,
             cwd=cwd,
             env=subprocess_env(),
@@ -197,6 +199,11 @@ def run_checked(args: Sequence[str], *, cwd: Path, timeout_s: float = SYNC_TIMEO
         )
     except subprocess.TimeoutExpired:
         pytest.fail(f"`{' '.join(args)}` in {cwd} took over {timeout_s}s", pytrace=False)
+
+
+def run_checked(args: Sequence[str], *, cwd: Path, timeout_s: float = SYNC_TIMEOUT_S) -> str:
+    """Run `args` in `cwd`; its output, or fail the test with the command and its output's tail."""
+    proc = run_captured(args, cwd=cwd, timeout_s=timeout_s)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
         pytest.fail(

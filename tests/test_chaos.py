@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, subprocess_env, tail
+from conftest import REPO, run_captured, tail
 
 sys.path.insert(0, str(REPO / "scripts"))
 from chaos import EXIT_GROUP_STALLED, idle_in_group
@@ -25,16 +25,7 @@ TIMEOUT_S = 1200
 def chaos(variant: str) -> subprocess.CompletedProcess[str]:
     args = [sys.executable, str(REPO / "scripts/chaos.py"), "--variant", variant]
     args += ["--events", str(EVENTS), "--kills", str(KILLS), "--terms", str(TERMS)]
-    return subprocess.run(
-        args,
-        cwd=REPO,
-        env=subprocess_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
+    return run_captured(args, cwd=REPO, timeout_s=TIMEOUT_S)
 
 
 @pytest.mark.chaos
