@@ -41,8 +41,10 @@ start_dockerd() {
     die "DOCKER_HOST=$DOCKER_HOST does not answer; start that engine, or unset DOCKER_HOST to use a local dockerd"
   can_root || die "no Docker engine answers, and starting dockerd needs root or passwordless sudo"
   log "starting dockerd (log: $DOCKER_LOG)"
-  # A session of its own, so that it outlives this script and the make that ran it.
-  as_root setsid sh -c 'exec dockerd >>"$1" 2>&1 </dev/null' sh "$DOCKER_LOG" &
+  # A session of its own, so that it outlives this script and the make that ran it. The background
+  # job lives as long as dockerd: it must not hold this script's stdout or stderr, or a caller's
+  # `$(scripts/docker.sh)` (the Makefile's) waits for ever.
+  as_root setsid sh -c 'exec dockerd >>"$1" 2>&1' sh "$DOCKER_LOG" </dev/null >/dev/null 2>&1 &
   local deadline=$((SECONDS + WAIT_S))
   until answers; do
     if ((SECONDS >= deadline)); then
