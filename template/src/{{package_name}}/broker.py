@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
@@ -39,9 +40,23 @@ class OutboundMessage:
         )
 
 
+class NotSent(Exception):
+    """A message of a batch not handed to the broker: an earlier message of its key failed."""
+
+
 class Publisher(Protocol):
     async def publish(self, message: OutboundMessage) -> None:
         """Hand the message to the broker; return only once the broker has accepted it."""
+
+    async def publish_batch(
+        self, messages: Sequence[OutboundMessage], *, timeout_s: float
+    ) -> list[BaseException | None]:
+        """Hand the messages to the broker together, in their order, without a round trip each.
+
+        Returns, per message, None once the broker has accepted it, else its error (TimeoutError
+        for one not accepted within `timeout_s`). A message after a failed one of the same topic and
+        key may have been accepted too: the caller decides what to make of it.
+        """
 
     async def ping(self) -> None:
         """Raise if the broker cannot be reached."""

@@ -137,7 +137,8 @@ class Consumer:
             async with self._sessionmaker.begin() as session:
                 if not await inbox.settle(session, self.name, envelope.id):
                     return False
-                await self._handlers[type(event)](session, event, envelope)
+                with metrics.HANDLER_DURATION.labels(envelope.type).time():
+                    await self._handlers[type(event)](session, event, envelope)
         return True
 
     async def _give_back(self, envelope: Envelope) -> None:

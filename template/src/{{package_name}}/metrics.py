@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 OUTBOX_PUBLISHED = Counter("outbox_published_total", "Events the relay handed to the broker", ["topic"])
 OUTBOX_PUBLISH_FAILURES = Counter(
@@ -14,10 +14,21 @@ OUTBOX_LEASES_LOST = Counter(
 OUTBOX_DEAD_LETTERED = Counter(
     "outbox_dead_lettered_total", "Outbox rows the broker kept refusing, moved to dead letters", ["topic"]
 )
+OUTBOX_PUBLISH_DELAY = Histogram(
+    "outbox_publish_delay_seconds",
+    "From writing an outbox row to recording it published (commit, wake-up, claim, publish)",
+    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 OUTBOX_PENDING = Gauge("outbox_pending", "Outbox rows not yet published")
 OUTBOX_OLDEST_AGE = Gauge("outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox row")
 MESSAGES_CONSUMED = Counter(
     "messages_consumed_total", "Messages the worker finished with", ["type", "outcome"]
+)
+HANDLER_DURATION = Histogram(
+    "handler_duration_seconds",
+    "Time in a handler, failures included (the inbox bookkeeping around it excluded)",
+    ["type"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 MESSAGES_RETRIED = Counter(
     "messages_retried_total", "Handler failures scheduled for another attempt", ["type"]

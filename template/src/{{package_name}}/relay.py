@@ -4,7 +4,8 @@ A replica claims rows by taking a lease on them. Claims are serialised by an adv
 never include a row whose key is leased by anyone or which waits behind an older row of its key
 that is not due yet, so one replica at a time publishes a key, oldest row first. Only the holder
 of a row's lease may mark it published; a replica whose lease ran out and was taken over just
-lets the new holder finish (the consumer's inbox absorbs the duplicate). Progress is the
+lets the new holder finish (the consumer's inbox absorbs the duplicate). A batch is published
+at once, without a round trip per row, and its outcome recorded in one transaction. Progress is the
 `published_at` of each row, never a "last id" (ids commit out of order, so a high-water mark
 loses rows). A row the broker keeps refusing while it accepts others becomes a dead letter after
 RELAY_MAX_ATTEMPTS; an outage never counts toward that, it only delays.
@@ -73,6 +74,7 @@ _COMPLETE = text(
     UPDATE outbox SET published_at = now(), lease_owner = NULL, lease_expires_at = NULL,
                       attempts = attempts + 1, last_error = NULL
     WHERE id = ANY(:ids) AND lease_owner = :owner AND published_at IS NULL
+    RETURNING topic, extract(epoch FROM clock_timestamp() - created_at)::float8
     """
 )
 # The failed row keeps its lease until the retry delay has passed, which holds back its key
@@ -140,11 +142,11 @@ class _Failure:
     error: BaseException
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _KeyResult:
-    published: list[int]
+    published: list[_Row]
     failed: _Failure | None
-    untried: list[int]
+    untried: list[int]  # behind the failure: handed back, to be published after it
 
 
 class Relay:
@@ -208,9 +210,13 @@ class Relay:
         rows = await self._claim()
         if not rows:
             return 0
-        # Stop starting publishes while there is still time to finish one inside the lease.
-        deadline = claim_started + self._settings.relay_lease_ttl_s - self._settings.publish_timeout_s
-        results = await asyncio.gather(*(self._publish_key(group, deadline) for group in _by_key(rows)))
+        # The outcome must be recorded while the lease holds: PUBLISH_TIMEOUT_S of it is kept for that.
+        publish_timeout_s = self._settings.publish_timeout_s
+        lease_left_s = claim_started + self._settings.relay_lease_ttl_s - time.monotonic()
+        timeout_s = max(0.0, min(publish_timeout_s, lease_left_s - publish_timeout_s))
+        errors = await self._publisher.publish_batch([row.message for row in rows], timeout_s=timeout_s)
+        outcome = dict(zip((row.id for row in rows), errors, strict=True))
+        results = [_settle(group, outcome) for group in _by_key(rows)]
         failed = any(r.failed is not None for r in results)
         await self._record(results, broker_reachable=failed and await self._broker_reachable())
         return len(rows)
@@ -253,26 +259,6 @@ class Relay:
             for row in rows
         ]
 
-    async def _publish_key(self, rows: Sequence[_Row], deadline: float) -> _KeyResult:
-        result = _KeyResult(published=[], failed=None, untried=[])
-        for index, row in enumerate(rows):
-            if time.monotonic() > deadline:
-                result.untried = [r.id for r in rows[index:]]
-                break
-            try:
-                async with asyncio.timeout(self._settings.publish_timeout_s):
-                    await self._publisher.publish(row.message)
-            except Exception as exc:  # noqa: BLE001 - any broker failure leaves the row pending
-                metrics.OUTBOX_PUBLISH_FAILURES.labels(row.message.topic).inc()
-                # Later rows of this key must wait for this one: order per key.
-                result.failed = _Failure(row, exc)
-                result.untried = [r.id for r in rows[index + 1 :]]
-                break
-            metrics.OUTBOX_PUBLISHED.labels(row.message.topic).inc()
-            log.debug("outbox_published", **_about(row.message))
-            result.published.append(row.id)
-        return result
-
     async def _broker_reachable(self) -> bool:
         """Whether a failed publish was the row's fault (the broker answers) or an outage."""
         try:
@@ -283,16 +269,20 @@ class Relay:
         return True
 
     async def _record(self, results: Sequence[_KeyResult], *, broker_reachable: bool) -> None:
-        published = [row_id for r in results for row_id in r.published]
+        published = [row.id for r in results for row in r.published]
         untried = [row_id for r in results for row_id in r.untried]
         async with self._engine.begin() as conn:
             if published:
-                done = await _rowcount(conn, _COMPLETE, {"ids": published, "owner": self.owner})
-                if done < len(published):
-                    metrics.OUTBOX_LEASES_LOST.inc(len(published) - done)
-                    log.warning("outbox_lease_lost", owner=self.owner, rows=len(published) - done)
+                done = (await conn.execute(_COMPLETE, {"ids": published, "owner": self.owner})).all()
+                for topic, delay_s in done:
+                    metrics.OUTBOX_PUBLISHED.labels(topic).inc()
+                    metrics.OUTBOX_PUBLISH_DELAY.observe(delay_s)
+                if len(done) < len(published):
+                    metrics.OUTBOX_LEASES_LOST.inc(len(published) - len(done))
+                    log.warning("outbox_lease_lost", owner=self.owner, rows=len(published) - len(done))
             for r in results:
                 if r.failed is not None:
+                    metrics.OUTBOX_PUBLISH_FAILURES.labels(r.failed.row.message.topic).inc()
                     counted = broker_reachable and _the_rows_fault(r.failed.error)
                     await self._record_failure(conn, r.failed, counted=counted)
             if untried:
@@ -399,6 +389,19 @@ def _about(message: OutboundMessage) -> dict[str, str]:
         "correlation_id": message.correlation_id,
         "topic": message.topic,
     }
+
+
+def _settle(rows: Sequence[_Row], errors: dict[int, BaseException | None]) -> _KeyResult:
+    """A key's rows, in id order, are published up to its first failure, which holds back the rest.
+
+    A row behind the failure may have reached the broker too; it is published again after the
+    failed row (the consumer's inbox absorbs the copy), so the key's order holds once it settles.
+    """
+    for index, row in enumerate(rows):
+        error = errors[row.id]
+        if error is not None:
+            return _KeyResult(list(rows[:index]), _Failure(row, error), [r.id for r in rows[index + 1 :]])
+    return _KeyResult(list(rows), None, [])
 
 
 def _by_key(rows: Sequence[_Row]) -> list[list[_Row]]:
