@@ -36,7 +36,7 @@ ifneq ($(filter render,$(MAKECMDGOALS)),)
   $(if $(DEST),,$(error set DEST to a new directory, e.g. make render V=$(V) DEST=../orders-service))
 endif
 
-.PHONY: help services images sync lint check test test-variant test-update render chaos
+.PHONY: help services images sync lint check test test-variant test-update render chaos bench
 
 help: ## List the targets
 	@echo "usage: make TARGET   (variants are named in variants.yml)"
@@ -60,8 +60,9 @@ lint: sync ## ruff check and ruff format --check, then mypy, on tests/, extensio
 	$(UV) run --no-sync ruff format --check $(LINT_PATHS)
 	$(UV) run --no-sync mypy $(LINT_PATHS)
 
-check: lint ## Lint, question and render tests (no services needed)
-	$(UV) run --no-sync pytest $(PYTEST_PARALLEL) -m "not variant and not update and not chaos"
+check: lint ## Lint, question and render tests, and the benchmark at a tiny size (private servers)
+	$(UV) run --no-sync pytest $(PYTEST_PARALLEL) -m "not variant and not update and not chaos and not bench"
+	$(UV) run --no-sync python scripts/bench.py --events 200 --repeats 1
 
 test: $(UV) lint ## All of it, as CI runs it: lint, question, render, variant and chaos tests
 	$(with_services) $(with_images) $(UV) run --no-sync pytest $(PYTEST_PARALLEL)
@@ -77,3 +78,6 @@ render: sync ## Render one variant into a new directory: V=arq-default DEST=../o
 
 chaos: sync ## Kill, stop and cut a variant's processes and servers under load: V=arq-default N=10000
 	$(UV) run --no-sync python scripts/chaos.py --variant "$(or $(V),arq-default)" --events "$(or $(N),10000)"
+
+bench: sync ## Relay vs the raw client, per broker, on private servers: N=10000 R=3 (not part of test)
+	$(UV) run --no-sync python scripts/bench.py --events "$(or $(N),10000)" --repeats "$(or $(R),3)"

@@ -360,12 +360,13 @@ class TcpProxy:
 
 
 class Tansu:
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, *, proxied: bool = True) -> None:
         self._port = free_port()
         self.proxy = TcpProxy(self._port)
         self._log = base / "logs" / "tansu.log"
         self._proc: asyncio.subprocess.Process | None = None
-        self.bootstrap = f"127.0.0.1:{self.proxy.port}"
+        # Proxied: every client connection goes through the proxy, which can cut them all.
+        self.bootstrap = f"127.0.0.1:{self.proxy.port if proxied else self._port}"
 
     async def start(self) -> None:
         binary = (
@@ -374,7 +375,6 @@ class Tansu:
         binary = binary.splitlines()[-1]
         await self.proxy.up()
         with self._log.open("ab") as log:
-            # It advertises the proxy, so every client connection goes through it.
             self._proc = await asyncio.create_subprocess_exec(
                 binary, "broker", "--listener-url", f"tcp://127.0.0.1:{self._port}",
                 "--advertised-listener-url", f"tcp://{self.bootstrap}",
