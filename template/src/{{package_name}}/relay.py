@@ -53,12 +53,17 @@ _CLAIM = text(
           -- Order per key: no row of a key that anyone holds a lease on, and no row behind an
           -- older row of its key that is not due yet. Wall time (clock_timestamp), not the
           -- transaction's start (now()): this statement may have waited on the claim lock.
+          -- Each check reads a partial index of the few rows it is about (migration 0003).
           AND NOT EXISTS (
               SELECT 1 FROM outbox held
-              WHERE held.published_at IS NULL
+              WHERE held.published_at IS NULL AND held.lease_expires_at IS NOT NULL
                 AND held.topic = o.topic AND held.key = o.key
-                AND (held.lease_expires_at > clock_timestamp()
-                     OR (held.id < o.id AND held.available_at > clock_timestamp())))
+                AND held.lease_expires_at > clock_timestamp())
+          AND NOT EXISTS (
+              SELECT 1 FROM outbox early
+              WHERE early.published_at IS NULL AND early.available_at > early.created_at
+                AND early.topic = o.topic AND early.key = o.key AND early.id < o.id
+                AND early.available_at > clock_timestamp())
         ORDER BY o.id
         LIMIT :batch_size
     )
@@ -200,7 +205,9 @@ class Relay:
             if time.monotonic() >= next_gauge:
                 await self._update_depth_gauges()
                 next_gauge = time.monotonic() + 5
-            if claimed < self._settings.relay_batch_size:
+            # A short batch does not mean the outbox is drained: the rest may be keys another
+            # replica held a moment ago. Only an empty claim waits for a NOTIFY or the poll.
+            if claimed == 0:
                 await _wait_first(wake, stop, timeout_s=poll_s)
 
     async def relay_once(self) -> int:
