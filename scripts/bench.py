@@ -316,6 +316,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--broker", nargs="+", choices=sorted(VARIANT), default=sorted(VARIANT))
     parser.add_argument("--events", type=int, default=10_000, help="messages per case")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="keep the run directory (logs)")
     args = parser.parse_args(argv)
     if args.events < 1 or args.repeats < 1:
         parser.error("--events and --repeats must be at least 1")
@@ -334,7 +335,10 @@ def main(argv: Sequence[str]) -> int:
         print(f"bench: FAILED: {exc}")
         return 1
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if args.keep:
+            print(f"bench: kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
     for bench in benches:
         print("\n".join(["", *table(bench)]))
     impossible = [
