@@ -183,14 +183,21 @@ def assert_log_kept(failure: BaseException, *, pruned: Path) -> None:
 
 
 def run_captured(
-    args: Sequence[str], *, cwd: Path, timeout_s: float = SYNC_TIMEOUT_S
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    timeout_s: float = SYNC_TIMEOUT_S,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `args` in `cwd` with its output captured; fail the test if it takes over `timeout_s`."""
+    """Run `args` in `cwd` with its output captured; fail the test if it takes over `timeout_s`.
+
+    `env` defaults to subprocess_env().
+    """
     try:
         return subprocess.run(
             args,
             cwd=cwd,
-            env=subprocess_env(),
+            env=subprocess_env() if env is None else env,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, run_captured
 
 # The script returns in about a second; a hang is for ever. The bound only ends a failing test.
 RETURN_BOUND_S = 60
@@ -43,18 +42,12 @@ def test_docker_script_returns_while_the_engine_it_started_runs(tmp_path: Path) 
     }
     env.pop("DOCKER_HOST", None)
     try:
-        done = subprocess.run(
+        done = run_captured(
             ["bash", "-c", 'out=$(scripts/docker.sh) && printf "[%s]" "$out"'],
             cwd=REPO,
+            timeout_s=RETURN_BOUND_S,
             env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=RETURN_BOUND_S,
-            check=False,
         )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"$(scripts/docker.sh) did not return within {RETURN_BOUND_S}s")
     finally:
         pid_file = state / "dockerd.pid"
         if pid_file.exists():
