@@ -5,6 +5,11 @@ row are few (leases are at most a batch per relay; delayed redeliveries are rare
 only them keeps a claim's cost flat however many rows wait behind a key. The index over all
 pending rows of a key is read by nothing else, and is dropped: one index less for every write.
 
+Neither predicate mentions published_at: a published row holds no lease, and was due when it was
+published. So the claim's checks need not say `published_at IS NULL` either, and the planner
+cannot answer them through ix_outbox_pending, which it did (a scan of every pending row per
+candidate) whenever its statistics said that nearly nothing was pending.
+
 Built CONCURRENTLY, outside the migration's transaction, so that writers are not blocked while
 an existing outbox is scanned.
 
@@ -25,9 +30,9 @@ down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-LEASED = "published_at IS NULL AND lease_expires_at IS NOT NULL"
+LEASED = "lease_expires_at IS NOT NULL"
 # A row not due yet has available_at in the future, so later than its created_at.
-DEFERRED = "published_at IS NULL AND available_at > created_at"
+DEFERRED = "available_at > created_at"
 
 
 def upgrade() -> None:

@@ -53,26 +53,25 @@ _CLAIM = text(
           -- Order per key: no row of a key that anyone holds a lease on, and no row behind an
           -- older row of its key that is not due yet. Wall time (clock_timestamp), not the
           -- transaction's start (now()): this statement may have waited on the claim lock.
-          -- Each check reads a partial index of the few rows it is about (migration 0003). The
-          -- `+ 0` keeps the planner from walking every older pending row through
-          -- ix_outbox_pending's id range instead (17 s against 48 ms for a claim over 10,000
-          -- rows under stale statistics, measured).
+          -- Each check reads only a partial index of the few rows it is about (migration 0003):
+          -- a published row holds no lease and was due, so neither check names published_at,
+          -- and neither can be answered by walking every pending row, whatever the statistics.
           AND NOT EXISTS (
               SELECT 1 FROM outbox held
-              WHERE held.published_at IS NULL AND held.lease_expires_at IS NOT NULL
-                AND held.topic = o.topic AND held.key = o.key
+              WHERE held.topic = o.topic AND held.key = o.key
                 AND held.lease_expires_at > clock_timestamp())
           AND NOT EXISTS (
               SELECT 1 FROM outbox early
-              WHERE early.published_at IS NULL AND early.available_at > early.created_at
-                AND early.topic = o.topic AND early.key = o.key AND early.id + 0 < o.id
+              WHERE early.available_at > early.created_at
+                AND early.topic = o.topic AND early.key = o.key AND early.id < o.id
                 AND early.available_at > clock_timestamp())
         ORDER BY o.id
         LIMIT :batch_size
     )
+    -- By primary key, always: a join may be planned as a scan of the whole table, history and all.
     UPDATE outbox SET lease_owner = :owner,
                       lease_expires_at = clock_timestamp() + make_interval(secs => :lease_ttl_s)
-    FROM claimable WHERE outbox.id = claimable.id
+    WHERE outbox.id = ANY(ARRAY(SELECT id FROM claimable))
     RETURNING outbox.id, outbox.topic, outbox.key, outbox.message_id, outbox.type,
               outbox.schema_version, outbox.correlation_id, outbox.envelope, outbox.attempts
     """

@@ -53,19 +53,20 @@ outbox = Table(
         unique=True,
         postgresql_where=text("published_at IS NULL"),
     ),
-    # What the claim checks per key: its leased rows, and its rows not due yet (few of each).
+    # What the claim checks per key: its leased rows, and its rows not due yet (few of each; a
+    # published row is neither, see migration 0003).
     Index(
         "ix_outbox_leased",
         "topic",
         "key",
-        postgresql_where=text("published_at IS NULL AND lease_expires_at IS NOT NULL"),
+        postgresql_where=text("lease_expires_at IS NOT NULL"),
     ),
     Index(
         "ix_outbox_deferred",
         "topic",
         "key",
         "id",
-        postgresql_where=text("published_at IS NULL AND available_at > created_at"),
+        postgresql_where=text("available_at > created_at"),
     ),
     Index(
         "ix_outbox_published_at",
