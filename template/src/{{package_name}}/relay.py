@@ -151,7 +151,7 @@ class _Failure:
 
 @dataclass(frozen=True, slots=True)
 class _KeyResult:
-    published: list[_Row]
+    published: list[int]
     failed: _Failure | None
     untried: list[int]  # behind the failure: handed back, to be published after it
 
@@ -278,7 +278,7 @@ class Relay:
         return True
 
     async def _record(self, results: Sequence[_KeyResult], *, broker_reachable: bool) -> None:
-        published = [row.id for r in results for row in r.published]
+        published = [row_id for r in results for row_id in r.published]
         untried = [row_id for r in results for row_id in r.untried]
         async with self._engine.begin() as conn:
             if published:
@@ -409,8 +409,9 @@ def _settle(rows: Sequence[_Row], errors: dict[int, BaseException | None]) -> _K
     for index, row in enumerate(rows):
         error = errors[row.id]
         if error is not None:
-            return _KeyResult(list(rows[:index]), _Failure(row, error), [r.id for r in rows[index + 1 :]])
-    return _KeyResult(list(rows), None, [])
+            ids = [r.id for r in rows]
+            return _KeyResult(ids[:index], _Failure(row, error), ids[index + 1 :])
+    return _KeyResult([r.id for r in rows], None, [])
 
 
 def _by_key(rows: Sequence[_Row]) -> list[list[_Row]]:
