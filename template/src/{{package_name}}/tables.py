@@ -44,6 +44,9 @@ outbox = Table(
     Column("lease_expires_at", DateTime(timezone=True)),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("last_error", Text),
+    # A replay is meant for the consumer that dead-lettered it: any other consumer of the topic
+    # acknowledges it without effect. NULL for ordinary events (migration 0004).
+    Column("addressed_to", Text),
     # Partial indexes keep the relay's work proportional to what is pending, not to history.
     Index("ix_outbox_pending", "id", postgresql_where=text("published_at IS NULL")),
     # A message may be queued again once published (a delayed redelivery), never twice at once.
@@ -68,6 +71,7 @@ outbox = Table(
         "id",
         postgresql_where=text("available_at > created_at"),
     ),
+    # What the retention sweep deletes, oldest first (retention.py); likewise ix_inbox_processed_at.
     Index(
         "ix_outbox_published_at",
         "published_at",
@@ -113,6 +117,12 @@ dead_letters = Table(
     Column("source", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("dead_lettered_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("replayed_at", DateTime(timezone=True)),
+    # The operator's audit trail (migration 0004). replay_count is how often this consumer's copy
+    # of the message was replayed: a message dead-lettered again starts a new row that carries it.
+    Column("replayed_by", Text),
+    Column("replay_count", Integer, nullable=False, server_default=text("0")),
+    Column("discarded_at", DateTime(timezone=True)),
+    Column("discarded_by", Text),
     # A redelivered message is dead-lettered once, until an operator replays it.
     Index(
         "uq_dead_letters_pending",
@@ -121,7 +131,14 @@ dead_letters = Table(
         unique=True,
         postgresql_where=text("replayed_at IS NULL AND message_id IS NOT NULL"),
     ),
+    # What the retention sweep deletes, oldest first (retention.py).
+    Index("ix_dead_letters_replayed_at", "replayed_at", postgresql_where=text("replayed_at IS NOT NULL")),
+    Index("ix_dead_letters_discarded_at", "discarded_at", postgresql_where=text("discarded_at IS NOT NULL")),
 )
+
+# The tables of the messaging machinery: their changes come from the template, in the messaging
+# migration history (schema.py); the service's own history compares every other table.
+MESSAGING_TABLES = frozenset(table.name for table in (outbox, inbox, dead_letters))
 
 # --- Example domain: replace with your own tables (and a migration for them). ---
 

@@ -3,8 +3,11 @@
 The relay publishes the stored envelope text without decoding it; the correlation id it logs
 and sends as message metadata comes from this column instead.
 
+The first revision of the messaging history (alembic.ini's `messaging` section): it follows
+0001 of the service's history, which created the tables (docs/explanation/decisions.md, 11).
+
 Revision ID: 0002
-Revises: 0001
+Revises:
 Create Date: 2026-12-01
 """
 
@@ -16,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0002"
-down_revision: str | None = "0001"
+down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
