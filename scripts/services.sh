@@ -4,19 +4,24 @@
 #
 #     services_env=$(scripts/services.sh) && eval "$services_env"
 #
-# Usage: scripts/services.sh [SERVICE...]   SERVICE: postgres, redis, kafka (default: postgres redis)
+# Usage: scripts/services.sh [SERVICE...]   SERVICE: postgres, redis, kafka, rabbitmq, nats
+#        (default: postgres redis)
 #
-# PostgreSQL and Redis: a server that answers is left alone; one that is stopped is started with the
-# same command the machine uses; one that is not installed is installed with apt-get first.
+# PostgreSQL, Redis, RabbitMQ and NATS: a server that answers is left alone; one that is stopped is
+# started with the same command the machine uses; one that is not installed is installed with
+# apt-get first.
 # Kafka: a fresh broker for each call, on a free port (see ensure_kafka), to be stopped by the caller.
 # A URL already set in the environment (TEST_DATABASE_URL, TEST_REDIS_URL,
-# TEST_KAFKA_BOOTSTRAP_SERVERS, as CI's service containers provide) is trusted as is: that
+# TEST_KAFKA_BOOTSTRAP_SERVERS, TEST_RABBITMQ_URL, TEST_NATS_URL, as CI's service containers
+# provide) is trusted as is: that
 # service is not checked or started here.
 set -euo pipefail
 
 readonly HOST=127.0.0.1
 readonly PG_PORT=5432
 readonly REDIS_PORT=6379
+readonly RABBITMQ_PORT=5672
+readonly NATS_PORT=4222
 readonly WAIT_S=${SERVICES_WAIT_S:-60}
 
 log() { printf 'services: %s\n' "$*" >&2; }
@@ -105,6 +110,48 @@ ensure_redis() {
   TEST_REDIS_URL="redis://$HOST:$REDIS_PORT/0"
 }
 
+# A TCP connection and the AMQP greeting's answer ("AMQP" and a version): the broker accepts clients.
+rabbitmq_ready() {
+  python3 - "$HOST" "$RABBITMQ_PORT" <<'PY'
+import socket, sys
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3) as conn:
+    conn.sendall(b"AMQP\x00\x00\x09\x01")
+    sys.exit(0 if conn.recv(8) else 1)
+PY
+}
+
+ensure_rabbitmq() {
+  command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+  if rabbitmq_ready; then
+    log "RabbitMQ is up on $HOST:$RABBITMQ_PORT"
+  else
+    log "starting RabbitMQ"
+    as_root rabbitmq-server -detached >&2
+    wait_for RabbitMQ rabbitmq_ready
+    log "RabbitMQ started on $HOST:$RABBITMQ_PORT"
+  fi
+  # guest/guest, which RabbitMQ accepts on loopback only: the tests connect over 127.0.0.1.
+  TEST_RABBITMQ_URL="amqp://guest:guest@$HOST:$RABBITMQ_PORT/"
+}
+
+# Port 4222 answers with the server's INFO line; JetStream is asked for at start (-js).
+nats_ready() { timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$NATS_PORT && head -c 4 <&3" 2>/dev/null | grep -q INFO; }
+
+ensure_nats() {
+  [[ -x /usr/sbin/nats-server ]] || apt_install nats-server
+  if nats_ready; then
+    log "NATS is up on $HOST:$NATS_PORT"
+  else
+    log "starting NATS with JetStream"
+    as_root mkdir -p /var/lib/nats-server
+    as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+      -a "$HOST" -p "$NATS_PORT" -js -sd /var/lib/nats-server -l /var/log/nats-server.log >&2
+    wait_for NATS nats_ready
+    log "NATS started on $HOST:$NATS_PORT"
+  fi
+  TEST_NATS_URL="nats://$HOST:$NATS_PORT"
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -140,12 +187,16 @@ ensure() {
 TEST_DATABASE_URL=${TEST_DATABASE_URL:-}
 TEST_REDIS_URL=${TEST_REDIS_URL:-}
 TEST_KAFKA_BOOTSTRAP_SERVERS=${TEST_KAFKA_BOOTSTRAP_SERVERS:-}
+TEST_RABBITMQ_URL=${TEST_RABBITMQ_URL:-}
+TEST_NATS_URL=${TEST_NATS_URL:-}
 (($# > 0)) || set -- postgres redis
 for service in "$@"; do
   case $service in
     postgres) ensure postgres TEST_DATABASE_URL ;;
     redis) ensure redis TEST_REDIS_URL ;;
     kafka) ensure kafka TEST_KAFKA_BOOTSTRAP_SERVERS ;;
-    *) die "unknown service '$service' (known: postgres, redis, kafka)" ;;
+    rabbitmq) ensure rabbitmq TEST_RABBITMQ_URL ;;
+    nats) ensure nats TEST_NATS_URL ;;
+    *) die "unknown service '$service' (known: postgres, redis, kafka, rabbitmq, nats)" ;;
   esac
 done
