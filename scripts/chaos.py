@@ -2,12 +2,13 @@
 
     python scripts/chaos.py --variant arq-default --events 10000      (or: make chaos V=... N=...)
 
-Renders the variant, starts private servers on free ports (PostgreSQL, and Redis or tansu behind
-a TCP proxy), runs the service's own CLI as real processes (api, 2 relays, 2 workers), drives
-writes through the API while killing and stopping relays and workers at random, takes the broker
-and the database down once each, injects poison messages into the broker, waits for the drain and
-counts from the database. Exits 1 naming every check that failed; everything it started is
-stopped and its temporary directory removed, also on failure or Ctrl-C.
+Renders the variant, starts private servers on free ports (PostgreSQL, and Redis, or tansu, a
+RabbitMQ node or nats-server behind a TCP proxy), runs the service's own CLI as real processes
+(api, 2 relays, 2 workers), drives writes through the API while killing and stopping relays and
+workers at random, takes the broker and the database down once each, injects poison messages into
+the broker, waits for the drain and counts from the database. Exits 1 naming every check that
+failed; everything it started is stopped and its temporary directory removed, also on failure or
+Ctrl-C.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ CONCURRENCY = 20
 WRITE_ATTEMPTS = 20  # per write, on 503 or no response; then it is given up (not accepted)
 KEYS = 200  # writes share keys, so several events per key are in flight at once
 RESTART_DELAY_S = 0.5
+NATS_ACK_WAIT_S = 10.0
 OUTAGE_S = 5.0
 # Longer than arq's job timeout (HANDLER_TIMEOUT_S + 5): work in flight must survive it.
 FREEZE_S = 12.0
@@ -65,6 +67,8 @@ EXIT_SLACK_S = 2.0
 POISON_EACH = 5
 CHILD_TIMEOUT_S = 120.0  # one server command (pg_ctl, migrate, uv sync has its own)
 READY_TIMEOUT_S = 90.0
+NATS_SERVER = "/usr/sbin/nats-server"
+RABBITMQ_BIN = "/usr/lib/rabbitmq/bin"
 SYNC_TIMEOUT_S = 900.0
 
 
@@ -265,7 +269,25 @@ class Postgres:
         return [line.split("\t") for line in out.splitlines() if line]
 
 
-class Redis:
+class ChildServer:
+    """A server run as a child process of the harness."""
+
+    _proc: asyncio.subprocess.Process | None = None
+
+    async def stop(self) -> None:
+        """SIGTERM: the server writes what it keeps on disk (Redis's append-only file, the JetStream
+        store) and exits."""
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.terminate()
+            async with asyncio.timeout(60):
+                await self._proc.wait()
+
+    def kill(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
+
+
+class Redis(ChildServer):
     """redis-server with an append-only file, so a restart keeps the queued jobs."""
 
     def __init__(self, base: Path) -> None:
@@ -294,17 +316,6 @@ class Redis:
         line = await reader.readline()
         writer.close()
         return line.startswith(b"+PONG")
-
-    async def stop(self) -> None:
-        """SIGTERM: Redis flushes its append-only file and exits."""
-        if self._proc is not None and self._proc.returncode is None:
-            self._proc.terminate()
-            async with asyncio.timeout(60):
-                await self._proc.wait()
-
-    def kill(self) -> None:
-        if self._proc is not None and self._proc.returncode is None:
-            self._proc.kill()
 
 
 class TcpProxy:
@@ -359,7 +370,151 @@ class TcpProxy:
         writer.close()
 
 
-class Tansu:
+class Nats(ChildServer):
+    """nats-server with JetStream, its store in the run directory: a restart keeps the streams."""
+
+    def __init__(self, base: Path) -> None:
+        self._port = free_port()
+        self.proxy = TcpProxy(self._port)
+        self._dir = base / "nats"
+        self._log = base / "logs" / "nats.log"
+        self._proc: asyncio.subprocess.Process | None = None
+        self.url = f"nats://127.0.0.1:{self.proxy.port}"
+
+    async def start(self) -> None:
+        binary = NATS_SERVER if Path(NATS_SERVER).exists() else shutil.which("nats-server")
+        if binary is None:
+            raise ChaosError(f"no nats-server at {NATS_SERVER} or on PATH")
+        self._proc = await asyncio.create_subprocess_exec(
+            binary, "-a", "127.0.0.1", "-p", str(self._port), "-js", "-sd", str(self._dir),
+            "-l", str(self._log),
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        await wait_until("nats-server", self._info, READY_TIMEOUT_S)
+
+    async def _info(self) -> bool:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self._port)
+        except OSError:
+            return False
+        line = await reader.readline()
+        writer.close()
+        return line.startswith(b"INFO")
+
+
+class RabbitMQ:
+    """A node of its own: name, ports, data, logs, config, plugins and Erlang cookie all in the run
+    directory, so neither the machine's node nor its cookie is touched. Started as a child process,
+    stopped with `rabbitmqctl stop`, its process group killed if that fails."""
+
+    def __init__(self, base: Path) -> None:
+        self._port = free_port()
+        self._dist_port = free_port()
+        self.node = f"chaos-{self._port}@localhost"
+        self.proxy = TcpProxy(self._port)
+        self._dir = base / "rabbitmq"
+        self._log = base / "logs" / "rabbitmq.log"
+        self._proc: asyncio.subprocess.Process | None = None
+        # guest may log in over loopback only: the proxy connects from 127.0.0.1.
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.proxy.port}/"
+
+    def _env(self) -> dict[str, str]:
+        d = self._dir
+        return {
+            **os.environ,
+            "HOME": str(d / "home"),  # the Erlang cookie of this node and its rabbitmqctl
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self._port),
+            "RABBITMQ_DIST_PORT": str(self._dist_port),
+            "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(d / "log"),
+            # Not the machine's /etc/rabbitmq files: its config listens on 5672.
+            "RABBITMQ_CONF_ENV_FILE": str(d / "rabbitmq-env.conf"),
+            "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq.conf"),
+            "RABBITMQ_CONFIG_FILES": str(d / "conf.d"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(d / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+
+    def _bin(self, name: str) -> str:
+        # The scripts themselves: /usr/sbin's wrappers switch to the rabbitmq user and its cookie.
+        found = Path(RABBITMQ_BIN) / name
+        which = shutil.which(name)
+        if found.exists():
+            return str(found)
+        if which is None:
+            raise ChaosError(f"no {name} in {RABBITMQ_BIN} or on PATH")
+        return which
+
+    async def create(self) -> None:
+        d = self._dir
+        for sub in ("home", "mnesia", "log", "conf.d"):
+            (d / sub).mkdir(parents=True)
+        cookie = d / "home" / ".erlang.cookie"
+        cookie.write_text(uuid4().hex.upper())
+        cookie.chmod(0o600)
+        (d / "rabbitmq-env.conf").write_text("")
+        (d / "rabbitmq.conf").write_text(f"listeners.tcp.1 = 127.0.0.1:{self._port}\n")
+        (d / "advanced.config").write_text("[].\n")
+        (d / "enabled_plugins").write_text("[].\n")  # no management plugin
+        with self._log.open("ab") as log:
+            self._proc = await asyncio.create_subprocess_exec(
+                self._bin("rabbitmq-server"), env=self._env(), cwd=d,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        await self._ready()
+
+    async def _ready(self) -> None:
+        await wait_until(f"RabbitMQ node {self.node}", self._amqp, READY_TIMEOUT_S)
+
+    async def _amqp(self) -> bool:
+        """The AMQP handshake: the protocol header is answered with a Connection.Start frame."""
+        if self._proc is not None and self._proc.returncode is not None:
+            raise ChaosError(f"RabbitMQ node {self.node} exited {self._proc.returncode}")
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self._port)
+        except OSError:
+            return False
+        try:
+            writer.write(b"AMQP\x00\x00\x09\x01")
+            async with asyncio.timeout(5):
+                frame = await reader.read(8)
+        except (OSError, TimeoutError):
+            return False
+        finally:
+            writer.close()
+        return frame[:1] == b"\x01"
+
+    async def ctl(self, *args: str) -> str:
+        return await run_cmd([self._bin("rabbitmqctl"), "-n", self.node, *args], env=self._env())
+
+    async def stop_app(self) -> None:
+        """The broker stops (connections closed, the port refused); the Erlang node stays up."""
+        await self.ctl("stop_app")
+
+    async def start_app(self) -> None:
+        await self.ctl("start_app")
+        await self._ready()
+
+    async def stop(self) -> None:
+        """`rabbitmqctl stop`; whatever of the node's process group is left then is killed."""
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ChaosError, TimeoutError):
+                await self.ctl("stop")
+                async with asyncio.timeout(10):
+                    await self._proc.wait()
+        self.kill()
+
+    def kill(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+
+
+class Tansu(ChildServer):
     def __init__(self, base: Path, *, proxied: bool = True) -> None:
         self._port = free_port()
         self.proxy = TcpProxy(self._port)
@@ -391,10 +546,6 @@ class Tansu:
             return False
         writer.close()
         return True
-
-    def kill(self) -> None:
-        if self._proc is not None and self._proc.returncode is None:
-            self._proc.kill()
 
 
 # --- the service's processes ---
@@ -428,6 +579,10 @@ class Service:
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        # A restart due while the run is torn down (a kill's or a term's, 0.5 s later) must not
+        # start a process that the clean-up has already passed.
+        if self._run.finishing:
+            return
         # The venv's entry point itself (what `uv run <slug>` runs), so signals reach it directly.
         self._at_work = False
         with self.log.open("ab") as log:
@@ -439,6 +594,9 @@ class Service:
             )  # fmt: skip
         self.started_at = time.monotonic()
         self._told = False
+        if self._run.finishing:  # the clean-up began while it was being spawned
+            self.destroy()
+            return
         self._watcher = asyncio.create_task(self._watch(self._proc))
 
     async def _watch(self, proc: asyncio.subprocess.Process) -> None:
@@ -540,9 +698,10 @@ class Run:
         self.base = base
         self.project = project
         self.rng = random.Random(args.seed)
-        self.broker = "kafka" if any((project / "src").glob("*/broker_kafka.py")) else "arq"
-        slug = yaml.safe_load((project / ".copier-answers.yml").read_text())["package_name"]
-        self.cli = project / ".venv" / "bin" / slug.replace("_", "-")
+        answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+        self.broker = str(answers["broker"])
+        self.package = str(answers["package_name"])
+        self.cli = project / ".venv" / "bin" / self.package.replace("_", "-")
         self.contract = round_trip_contract(project)
         margin_s = shutdown_margin_s(project) if args.exit_margin_s is None else args.exit_margin_s
         self.exit_bound_s = SHUTDOWN_TIMEOUT_S + margin_s
@@ -558,6 +717,8 @@ class Run:
         self.db_proxy = TcpProxy(self.db.port)
         self.redis = Redis(base) if self.broker == "arq" else None
         self.tansu = Tansu(base) if self.broker == "kafka" else None
+        self.rabbitmq = RabbitMQ(base) if self.broker == "rabbitmq" else None
+        self.nats = Nats(base) if self.broker == "nats" else None
         self.api_port = free_port()
         self.env: dict[str, str] = {}
         self.services: list[Service] = []
@@ -574,6 +735,12 @@ class Run:
             await self.redis.start()
         if self.tansu is not None:
             await self.tansu.start()
+        if self.rabbitmq is not None:
+            await self.rabbitmq.proxy.up()
+            await self.rabbitmq.create()
+        if self.nats is not None:
+            await self.nats.proxy.up()
+            await self.nats.start()
         self.env = {**subprocess_env(), **self._settings()}
         await run_cmd([str(self.cli), "migrate"], cwd=self.project, env=self.env)
 
@@ -603,6 +770,14 @@ class Run:
                 "KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
                 "KAFKA_REQUEST_TIMEOUT_MS": "3000",
                 "KAFKA_MAX_POLL_INTERVAL_MS": "30000",
+            }
+        if self.rabbitmq is not None:
+            env["RABBITMQ_URL"] = self.rabbitmq.url
+        if self.nats is not None:
+            env |= {
+                "NATS_URL": self.nats.url,
+                # What a SIGKILLed worker held comes back after this long (30 s by default).
+                "NATS_ACK_WAIT_S": str(NATS_ACK_WAIT_S),
             }
         return env
 
@@ -722,6 +897,7 @@ class Run:
 
     async def _broker_outage(self) -> None:
         self.note(f"broker down for {OUTAGE_S}s")
+        started = time.monotonic()
         if self.redis is not None:
             await self.redis.stop()
             await asyncio.sleep(OUTAGE_S)
@@ -730,8 +906,24 @@ class Run:
             await self.tansu.proxy.down()
             await asyncio.sleep(OUTAGE_S)
             await self.tansu.proxy.up()
-        self.outages.append(f"broker {OUTAGE_S:.0f}s")
-        self.note("broker up")
+        elif self.rabbitmq is not None:
+            # The node closes its connections itself; then the proxy refuses new ones, as a
+            # stopped server's port does.
+            await self.rabbitmq.stop_app()
+            await self.rabbitmq.proxy.down()
+            await asyncio.sleep(OUTAGE_S)
+            await self.rabbitmq.start_app()
+            await self.rabbitmq.proxy.up()
+        elif self.nats is not None:
+            await self.nats.stop()
+            await self.nats.proxy.down()
+            await asyncio.sleep(OUTAGE_S)
+            await self.nats.start()
+            await self.nats.proxy.up()
+        # The restart counts too: RabbitMQ's start_app takes seconds on a busy machine.
+        down_s = time.monotonic() - started
+        self.outages.append(f"broker {down_s:.0f}s")
+        self.note(f"broker up after {down_s:.1f}s")
 
     async def _database_outage(self) -> None:
         self.note(f"database down (pg_ctl stop -m fast) for {OUTAGE_S}s")
@@ -773,10 +965,17 @@ class Run:
                 "payload": {},
             }
             self.poison[json.dumps(unknown)] = "unknown_contract"
-        target = self.redis.url if self.redis is not None else self.env["KAFKA_BOOTSTRAP_SERVERS"]
-        code = ARQ_POISON if self.redis is not None else KAFKA_POISON
         python = str(self.project / ".venv/bin/python")
-        await run_cmd([python, "-c", code, target, self.contract.topic, *self.poison], timeout_s=60)
+        if self.redis is not None:
+            args = [ARQ_POISON, self.redis.url]
+        elif self.tansu is not None:
+            args = [KAFKA_POISON, self.env["KAFKA_BOOTSTRAP_SERVERS"]]
+        else:  # through the rendered adapter's own functions, as its tests' send_raw does
+            args = [RABBITMQ_POISON if self.rabbitmq is not None else NATS_POISON, self.package]
+        await run_cmd(
+            [python, "-c", *args, self.contract.topic, *self.poison],
+            timeout_s=60, cwd=self.project, env=self.env,
+        )  # fmt: skip
         self.note(f"injected {len(self.poison)} poison messages into {self.contract.topic}")
 
     # --- drain and counting ---
@@ -886,6 +1085,46 @@ async def main(servers, topic, *raws):
             await producer.send_and_wait(topic, raw.encode(), key=f"chaos-poison-{i}".encode())
     finally:
         await producer.stop()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+# The service's Settings from the environment, its adapter's topology, then one message per raw.
+RABBITMQ_POISON = """
+import asyncio, importlib, sys
+import aio_pika
+
+async def main(package, topic, *raws):
+    rabbit = importlib.import_module(package + ".broker_rabbitmq")
+    consumed = {c.TOPIC for c in importlib.import_module(package + ".contracts").CONSUMED}
+    settings = importlib.import_module(package + ".settings").Settings()
+    connection = await aio_pika.connect(settings.rabbitmq_url.get_secret_value())
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await rabbit.declare_exchange(channel, settings)
+        for name in consumed:
+            await rabbit.declare_queue(channel, exchange, settings, name)
+        for raw in raws:
+            await exchange.publish(aio_pika.Message(raw.encode()), topic, mandatory=False)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+NATS_POISON = """
+import asyncio, importlib, sys
+
+async def main(package, topic, *raws):
+    broker = importlib.import_module(package + ".broker_nats")
+    settings = importlib.import_module(package + ".settings").Settings()
+    nc = await broker.connect(settings, name="chaos-poison")
+    try:
+        js = nc.jetstream()
+        await broker.ensure_streams(settings, js)
+        for raw in raws:  # no Nats-Msg-Id: each is a message of its own
+            await js.publish(broker.subject(settings, topic), raw.encode())
+    finally:
+        await nc.close()
 
 asyncio.run(main(*sys.argv[1:]))
 """
@@ -1052,6 +1291,13 @@ async def chaos_run(args: argparse.Namespace, base: Path, project: Path) -> int:
             run.tansu.kill()
         if run.redis is not None:
             run.redis.kill()
+        for proxied in (run.rabbitmq, run.nats):
+            if proxied is not None:
+                await proxied.proxy.down()
+        if run.nats is not None:
+            run.nats.kill()
+        if run.rabbitmq is not None:
+            await run.rabbitmq.stop()
         with contextlib.suppress(ChaosError):
             await run.db.stop("immediate")
     if failed:

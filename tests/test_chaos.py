@@ -1,4 +1,4 @@
-"""The chaos harness (scripts/chaos.py) at CI size, on one arq and one Kafka variant.
+"""The chaos harness (scripts/chaos.py) at CI size, on the default variant of each broker.
 
 It renders the variant, runs its processes against private servers while killing them and
 taking the broker and the database down, then counts from the database; any loss, double effect,
@@ -29,7 +29,9 @@ def chaos(variant: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.chaos
-@pytest.mark.parametrize("chaos_variant", ["arq-default", "kafka-default"])
+@pytest.mark.parametrize(
+    "chaos_variant", ["arq-default", "kafka-default", "rabbitmq-default", "nats-default"]
+)
 def test_chaos_run_keeps_every_guarantee(chaos_variant: str) -> None:
     run = chaos(chaos_variant)
     if run.returncode == EXIT_GROUP_STALLED:
