@@ -9,8 +9,10 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(HOME)/.local/bin/uv)
 export UV
 # Services the variant tests need (scripts/services.sh): all brokers' for every variant, else
 # those of variant V's broker (its name's first word, see variants.yml).
-SERVICES ?= postgres $(if $(V),$(if $(filter kafka-%,$(V)),kafka,redis),redis kafka)
+SERVICES ?= postgres $(if $(V),$(or $(filter kafka rabbitmq nats,$(firstword $(subst -, ,$(V)))),redis),redis kafka rabbitmq nats)
 LINT_PATHS := tests extensions scripts
+# The benchmark at the size tests/test_bench.py runs it at (RabbitMQ and NATS: relay and worker only).
+TINY_BENCH := --events 200 --repeats 1 --history 1000 --backlog 1000 --latency-s 2
 # Test processes side by side (pytest-xdist): variants spend most of their time waiting on servers.
 JOBS ?= 2
 PYTEST_PARALLEL := -n $(JOBS) --dist worksteal
@@ -45,7 +47,7 @@ help: ## List the targets
 $(UV):
 	python3 -m pip install --user uv
 
-services: ## Start PostgreSQL and Redis unless running, and a Kafka broker of its own; print their URLs
+services: ## Start PostgreSQL, Redis, RabbitMQ and NATS unless running, and a Kafka broker of its own; print their URLs
 	scripts/services.sh $(SERVICES)
 
 images: ## Start Docker unless it answers, build the Testcontainers images; print their names
@@ -62,7 +64,8 @@ lint: sync ## ruff check and ruff format --check, then mypy, on tests/, extensio
 
 check: lint ## Lint, question and render tests, and the benchmark at a tiny size (private servers)
 	$(UV) run --no-sync pytest $(PYTEST_PARALLEL) -m "not variant and not update and not chaos and not bench"
-	$(UV) run --no-sync python scripts/bench.py --events 200 --repeats 1
+	$(UV) run --no-sync python scripts/bench.py --broker arq kafka $(TINY_BENCH)
+	$(UV) run --no-sync python scripts/bench.py --broker nats rabbitmq $(TINY_BENCH) --only relay worker
 
 test: $(UV) lint ## All of it, as CI runs it: lint, question, render, variant and chaos tests
 	$(with_services) $(with_images) $(UV) run --no-sync pytest $(PYTEST_PARALLEL)
@@ -79,5 +82,5 @@ render: sync ## Render one variant into a new directory: V=arq-default DEST=../o
 chaos: sync ## Kill, stop and cut a variant's processes and servers under load: V=arq-default N=10000
 	$(UV) run --no-sync python scripts/chaos.py --variant "$(or $(V),arq-default)" --events "$(or $(N),10000)"
 
-bench: sync ## Relay vs the raw client, per broker, on private servers: N=10000 R=3 (not part of test)
+bench: sync ## Relay (and 2 peer libraries' relays), worker, latency, API vs the raw client, per broker: N=10000 R=3
 	$(UV) run --no-sync python scripts/bench.py --events "$(or $(N),10000)" --repeats "$(or $(R),3)"

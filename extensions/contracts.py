@@ -45,7 +45,7 @@ ROLES = ("publish", "consume", "both")
 CONTRACT_KEYS: Mapping[str, str] = {
     "name": "PascalCase, like 'OrderPlaced'",
     "version": "an integer >= 1",
-    "topic": "the Kafka topic / arq queue name",
+    "topic": "the Kafka topic / arq queue name / RabbitMQ routing key",
     "key": "one of its fields, of type str, int or uuid",
     "role": "publish, consume or both",
     "fields": "a mapping of field name to type",
@@ -91,6 +91,7 @@ SHADOWED_TYPES = frozenset({"str", "int", "float", "bool", "list", "date", "date
 # Imports of the rendered service (and its tests/migrations folders) a package must not shadow.
 DEPENDENCIES = frozenset(
     {
+        "aio_pika",
         "aiokafka",
         "alembic",
         "anyio",
@@ -101,6 +102,7 @@ DEPENDENCIES = frozenset(
         "hypothesis",
         "migrations",
         "mypy",
+        "nats",
         "prometheus_client",
         "pydantic",
         "pydantic_settings",
@@ -112,18 +114,20 @@ DEPENDENCIES = frozenset(
         "structlog",
         "testcontainers",
         "tests",
+        "trustme",
         "typing_extensions",
         "uvicorn",
     }
 )
 
 
-# Every top-level module installed into the rendered services' environments (both brokers, with
+# Every top-level module installed into the rendered services' environments (every broker, with
 # their dev tools): a package of the same name would shadow it, and `uv sync` or imports break.
 # tests/test_render.py checks this list against a synced render.
 INSTALLED_MODULES = frozenset(
     {
         "aiokafka",
+        "aiormq",
         "alembic",
         "annotated_doc",
         "annotated_types",
@@ -133,8 +137,10 @@ INSTALLED_MODULES = frozenset(
         "async_timeout",
         "asyncpg",
         "certifi",
+        "cffi",
         "charset_normalizer",
         "click",
+        "cryptography",
         "docker",
         "dotenv",
         "fastapi",
@@ -150,15 +156,21 @@ INSTALLED_MODULES = frozenset(
         "librt",
         "mako",
         "markupsafe",
+        "multidict",
         "mypy",
         "mypy_extensions",
         "mypyc",
+        "nats",
         "opentelemetry",
         "packaging",
+        "pamqp",
         "pathspec",
+        "pika",
         "pluggy",
         "prometheus_client",
+        "propcache",
         "py",
+        "pycparser",
         "pydantic",
         "pydantic_core",
         "pydantic_settings",
@@ -179,6 +191,7 @@ INSTALLED_MODULES = frozenset(
         "urllib3",
         "uvicorn",
         "wrapt",
+        "yarl",
     }
 )
 
@@ -483,7 +496,32 @@ def contract_errors(contracts: object, broker: str = "arq", service: str = "") -
     problems.extend(_duplicate_problems(contracts))
     if broker == "kafka":
         problems.extend(_retry_topic_problems(contracts, service))
+    if broker == "rabbitmq":
+        problems.extend(_queue_name_problems(contracts, service))
     return "\n".join(problems)
+
+
+# RabbitMQ names a queue `<TOPIC_PREFIX><service>.<topic>` and its retry queues
+# `<queue>.retry.<ms>ms`: all must fit in its 255-byte limit. Kept free for TOPIC_PREFIX:
+RABBITMQ_NAME_MAX_BYTES = 255
+RABBITMQ_PREFIX_ROOM = 32
+RABBITMQ_RETRY_SUFFIX = ".retry.99999999ms"  # the longest delay a retry policy answer allows, in ms
+
+
+def _queue_name_problems(contracts: list[object], service: str) -> list[str]:
+    used = RABBITMQ_PREFIX_ROOM + len(f"{service}.{RABBITMQ_RETRY_SUFFIX}")
+    room = RABBITMQ_NAME_MAX_BYTES - used
+    return [
+        f"{_label(number, contract)}: topic is {len(contract['topic'])} characters, but with "
+        f"RabbitMQ the retry queue '{service}.<topic>{RABBITMQ_RETRY_SUFFIX}' must fit in "
+        f"{RABBITMQ_NAME_MAX_BYTES} bytes with {RABBITMQ_PREFIX_ROOM} left for TOPIC_PREFIX: "
+        f"at most {room} characters"
+        for number, contract in enumerate(contracts, start=1)
+        if isinstance(contract, Mapping)
+        and isinstance(contract.get("topic"), str)
+        and TOPIC_RE.match(contract["topic"])
+        and len(contract["topic"]) > room
+    ]
 
 
 def _retry_topic_problems(contracts: list[object], service: str) -> list[str]:

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from shutil import copyfile, copytree, ignore_patterns, rmtree, which
@@ -23,6 +24,7 @@ from typing import Any
 import copier
 import pytest
 import yaml
+from plumbum import local
 
 REPO = Path(__file__).resolve().parent.parent
 VARIANTS_FILE = REPO / "variants.yml"
@@ -92,10 +94,33 @@ def copy_template(dest: Path) -> Path:
     return dest
 
 
-def render(template: Path, variant: Variant, dest: Path, *, quiet: bool = True) -> copier.Worker:
-    return copier.run_copy(
-        str(template), dest, data=variant.data, defaults=True, unsafe=True, quiet=quiet
-    )
+def render(
+    template: Path, variant: Variant, dest: Path, *, quiet: bool = True, lock: bool = True
+) -> copier.Worker:
+    """Render `variant` into `dest`; with `lock`, copier's task writes its uv.lock (`uv lock`).
+
+    Tests that only read the rendered files leave the lock out (`lock=False`, copier's
+    --skip-tasks): it costs a resolution per render.
+    """
+    with uv_on_path():
+        return copier.run_copy(
+            str(template),
+            dest,
+            data=variant.data,
+            defaults=True,
+            unsafe=True,
+            quiet=quiet,
+            skip_tasks=not lock,
+        )
+
+
+def uv_on_path() -> AbstractContextManager[object]:
+    """Copier's tasks (scripts/lock.py) run with this session's uv first on their PATH.
+
+    copier runs them with plumbum's environment, a copy of os.environ taken at import: hence
+    plumbum's `local.env`, not os.environ.
+    """
+    return local.env(PATH=os.pathsep.join([str(Path(uv()).parent), local.env.get("PATH", "")]))
 
 
 def uv() -> str:
@@ -229,7 +254,7 @@ class Rendered:
 
 
 class Renders:
-    """Each variant rendered once, and `uv sync`ed once, per session; the tests share them."""
+    """Each variant rendered (with its lock) and `uv sync --locked` once per session, shared."""
 
     def __init__(self, base: Path) -> None:
         self._base = base
@@ -252,7 +277,8 @@ class Renders:
     def synced(self, variant: Variant) -> Rendered:
         rendered = self.get(variant)
         if variant.name not in self._synced:
-            run_checked([uv(), "sync"], cwd=rendered.path)
+            # --locked: the lock copier's task wrote is what gets installed and tested.
+            run_checked([uv(), "sync", "--locked"], cwd=rendered.path)
             self._synced.add(variant.name)
         return rendered
 

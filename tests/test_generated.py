@@ -1,7 +1,7 @@
 """Generated answer sets: whatever the questions accept renders a lint-clean, type-clean service.
 
 Hypothesis draws answer sets that no variant has (long and non-ASCII names, every key and field
-type, several contracts on one topic, retry policies at the edges, both brokers). Copier either
+type, several contracts on one topic, retry policies at the edges, every broker). Copier either
 refuses a set with a message naming the question, or renders it; a render must then pass ruff,
 `ruff format --check`, mypy --strict, and import every module. The `variant`-marked test runs the
 full rendered suite (`make test`) on a few generated sets; GENERATED_SEED=<n> replays a run.
@@ -40,9 +40,9 @@ from hypothesis import HealthCheck, Phase, given, note, seed, settings
 from hypothesis import strategies as st
 from test_variants import REQUIRED_ENV, TIMEOUT_S
 
-BROKERS = ("arq", "kafka")
+BROKERS = ("arq", "kafka", "rabbitmq", "nats")
 # Examples per broker in `make check`: 5-20 s each on a shared 2-core machine (load 15: about
-# 5 minutes for both brokers, venvs included). GENERATED_EXAMPLES=200 for a longer hunt.
+# 5 minutes for two brokers, venvs included). GENERATED_EXAMPLES=200 for a longer hunt.
 EXAMPLES = int(os.environ.get("GENERATED_EXAMPLES", "12"))
 # The full-suite test runs one generated set per broker, drawn from GENERATED_SEED (else random).
 SUITE_DRAWS = 10
@@ -146,7 +146,8 @@ class Toolbox:
         """Render `answers` into a new directory; the refusal message when copier refuses them."""
         dest = Path(tempfile.mkdtemp(dir=self.base, prefix="example-")) / "project"
         try:
-            render(self.template, Variant("generated", answers), dest)
+            # Checked with the shared environment below: no lock of its own (a resolution each).
+            render(self.template, Variant("generated", answers), dest, lock=False)
         except ValueError as error:
             refusal = str(error)
         else:
@@ -160,7 +161,7 @@ def sync_venv(toolbox: Toolbox, broker: str) -> None:
     """Render the broker's defaults once and `uv sync` it: the shared environment for examples."""
     project = toolbox.base / f"venv-{broker}"
     render(toolbox.template, Variant(broker, {"broker": broker}), project)
-    check([uv(), "sync"], cwd=project)
+    check([uv(), "sync", "--locked"], cwd=project)
 
 
 def check(args: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> None:
@@ -384,6 +385,7 @@ def test_a_generated_answer_set_passes_its_own_make_test(toolbox: Toolbox, broke
     assert accepted, f"none of {SUITE_DRAWS} answer sets drawn with GENERATED_SEED={SEED} rendered"
     for unused in accepted[:-1]:
         shutil.rmtree(unused.parent)
+    run_suite(accepted[-1], [uv(), "lock"])  # copier's task, left out of the draws' renders
     run_suite(accepted[-1], ["make", "test"])
 
 

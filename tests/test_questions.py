@@ -534,7 +534,10 @@ def test_copier_yml_settings() -> None:
         "copier_template_extensions.TemplateExtensionLoader",
         "extensions/contracts.py:ContractsExtension",
     ]
-    assert "_tasks" not in COPIER_YML
+    # Minimal tasks: only `uv lock` (scripts/lock.py), after a copy and after an update's merge.
+    lock = ["{{ _copier_python }}", "{{ _copier_conf.src_path }}/scripts/lock.py"]
+    assert [task["command"] for task in COPIER_YML["_tasks"]] == [lock]
+    assert [migration["command"] for migration in COPIER_YML["_migrations"]] == [lock]
     assert COPIER_YML["project_slug"]["when"] is False
     assert COPIER_YML["kafka_partitions"]["when"] == "{{ broker == 'kafka' }}"
     questions = {k: v for k, v in COPIER_YML.items() if not k.startswith("_")}
@@ -559,12 +562,31 @@ def template(tmp_path: Path) -> Path:
 
 
 def run_questions(template: Path, dst: Path, **data: Any) -> None:
-    run_copy(str(template), dst, data=data, defaults=True, unsafe=True, quiet=True)
+    # Without copier.yml's tasks: this template is only copier.yml and one file, no service to lock.
+    run_copy(str(template), dst, data=data, defaults=True, unsafe=True, quiet=True, skip_tasks=True)
 
 
 def test_copier_accepts_the_defaults_and_computes_names(template: Path, tmp_path: Path) -> None:
     run_questions(template, tmp_path / "out")
     assert (tmp_path / "out" / "answers.txt").read_text() == "orders_service orders-service arq 2\n"
+
+
+def test_copier_accepts_rabbitmq_and_does_not_ask_for_partitions(
+    template: Path, tmp_path: Path
+) -> None:
+    run_questions(template, tmp_path / "out", broker="rabbitmq", kafka_partitions=0)
+    assert (tmp_path / "out" / "answers.txt").read_text().endswith(" rabbitmq 2\n")
+
+
+def test_copier_accepts_nats_and_asks_no_kafka_question(template: Path, tmp_path: Path) -> None:
+    run_questions(template, tmp_path / "out", broker="nats", kafka_partitions=0)
+    assert (tmp_path / "out" / "answers.txt").read_text().endswith(" nats 2\n")
+
+
+def test_copier_refuses_a_broker_that_is_not_a_choice(template: Path, tmp_path: Path) -> None:
+    choices = "['arq', 'kafka', 'rabbitmq', 'nats']"
+    with pytest.raises(ValueError, match=re.escape(f"'pulsar' is not in {choices}")):
+        run_questions(template, tmp_path / "out", broker="pulsar")
 
 
 def test_copier_accepts_kafka_and_validates_its_partitions(template: Path, tmp_path: Path) -> None:
@@ -664,6 +686,20 @@ def test_import_lists_are_sorted_as_ruff_sorts_them() -> None:
         "(\n    PaymentV1,\n    ShipmentV2,\n    ShipmentV10,\n)"
     )
     assert ext.import_list(["OnlyV1"]) == "OnlyV1"
+
+
+def test_a_rabbitmq_topic_must_leave_its_retry_queue_name_within_255_bytes() -> None:
+    service = "s" * 40
+    room = 255 - 32 - len(service + "..retry.99999999ms")
+    fits, too_long = ("t" * room, "t" * (room + 1))
+    assert ext.contract_errors([changed(topic=fits)], broker="rabbitmq", service=service) == ""
+    assert ext.contract_errors([changed(topic=too_long)], broker="kafka", service=service) == ""
+    message = ext.contract_errors([changed(topic=too_long)], broker="rabbitmq", service=service)
+    assert message == (
+        f"contract 'OrderPlaced' v1: topic is {room + 1} characters, but with RabbitMQ the "
+        f"retry queue '{service}.<topic>.retry.99999999ms' must fit in 255 bytes with 32 left "
+        f"for TOPIC_PREFIX: at most {room} characters"
+    )
 
 
 def test_a_kafka_topic_may_not_be_the_services_retry_topic() -> None:
@@ -805,6 +841,9 @@ def test_an_empty_choice_is_refused(template: Path, tmp_path: Path, question: st
 
 def test_an_empty_choice_stops_the_render() -> None:
     # A choice prompt runs no validator: the answers file's template refuses the empty answer.
-    with pytest.raises(ValueError, match=r"^broker must be one of: arq, kafka \(got ''\)$"):
-        ext.refuse(ext.choice_error("", "broker", ["arq", "kafka"]))
-    assert ext.refuse(ext.choice_error("arq", "broker", ["arq", "kafka"])) == ""
+    brokers = ["arq", "kafka", "rabbitmq", "nats"]
+    refusal = r"^broker must be one of: arq, kafka, rabbitmq, nats \(got ''\)$"
+    with pytest.raises(ValueError, match=refusal):
+        ext.refuse(ext.choice_error("", "broker", brokers))
+    assert ext.refuse(ext.choice_error("rabbitmq", "broker", brokers)) == ""
+    assert ext.refuse(ext.choice_error("nats", "broker", brokers)) == ""

@@ -13,6 +13,11 @@ JINJA_MARKERS = ("{{", "{%", "{#")
 # `${{ ... }}` in a GitHub Actions workflow is the runner's own expression syntax, not Jinja.
 GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
 SECRET_LOOKING = re.compile(r"password|secret|token|dsn", re.IGNORECASE)
+# An image pinned to a release: python:3.12.16-slim-trixie, ghcr.io/astral-sh/uv:0.13.9.
+PINNED_IMAGE = re.compile(r"[\w./-]+:\d+\.\d+\.\d+(-[\w-]+)?")
+UV_SYNC = re.compile(r"(\buv|\$\(UV\)) sync\b")  # a command, in the Dockerfile or the Makefile
+# structlog numbers its releases by year (26.1): its next "major" is next year's release.
+UNBOUNDED_BY_DESIGN = ("structlog",)
 
 
 def test_template_file_names_have_no_double_quote() -> None:
@@ -74,6 +79,39 @@ def test_answers_file(rendered: Rendered, variant: Variant) -> None:
     assert not secrets, f"{ANSWERS_FILE} holds secret answers: {secrets}"
     secret_looking = [key for key in answers if SECRET_LOOKING.search(key)]
     assert not secret_looking, f"{ANSWERS_FILE} holds answers that look secret: {secret_looking}"
+
+
+def test_the_render_ships_a_lock_that_matches_its_pyproject(rendered: Rendered) -> None:
+    # What make, CI and the Dockerfile install (`uv sync --locked`): copier's task wrote it.
+    assert Path("uv.lock") in rendered.files, "no uv.lock: the render's `uv lock` task did not run"
+    run_checked([uv(), "lock", "--check"], cwd=rendered.path)
+
+
+def test_dependencies_install_from_the_lock_and_images_are_pinned(rendered: Rendered) -> None:
+    dockerfile = (rendered.path / "Dockerfile").read_text()
+    makefile = (rendered.path / "Makefile").read_text()
+    for name, text in (("Dockerfile", dockerfile), ("Makefile", makefile)):
+        syncs = [line.strip() for line in text.splitlines() if UV_SYNC.search(line)]
+        assert syncs, f"{name} never runs uv sync"
+        unlocked = [line for line in syncs if "--locked" not in line]
+        assert unlocked == [], f"{name} syncs without --locked"
+    assert "uv.lock*" not in dockerfile, "the lock is optional in the Dockerfile"
+    images = re.findall(r"^FROM (\S+)|--from=(\S+)", dockerfile, re.MULTILINE)
+    names = sorted(name for pair in images for name in pair if name)
+    assert [n for n in names if not PINNED_IMAGE.fullmatch(n)] == [], f"unpinned images: {names}"
+    (uv_image,) = [n for n in names if n.startswith("ghcr.io/astral-sh/uv:")]
+    workflow = yaml.safe_load((rendered.path / ".github/workflows/ci.yml").read_text())
+    steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
+    setup_uv = [s for s in steps if str(s.get("uses", "")).startswith("astral-sh/setup-uv@")]
+    versions = [str(step.get("with", {}).get("version")) for step in setup_uv]
+    assert versions == [uv_image.split(":")[1]], "CI's uv is not the Dockerfile's"
+
+
+def test_every_dependency_has_an_upper_bound(rendered: Rendered) -> None:
+    config = tomllib.loads((rendered.path / "pyproject.toml").read_text())
+    specs = [*config["project"]["dependencies"], *config["dependency-groups"]["dev"]]
+    unbounded = [s for s in specs if "<" not in s and not s.startswith(UNBOUNDED_BY_DESIGN)]
+    assert unbounded == [], f"dependencies a new major version may break: {unbounded}"
 
 
 def test_ruff_check(synced: Rendered) -> None:

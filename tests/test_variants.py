@@ -28,6 +28,8 @@ from conftest import (
 REQUIRED_ENV = {
     "arq": ("TEST_DATABASE_URL", "TEST_REDIS_URL"),
     "kafka": ("TEST_DATABASE_URL", "TEST_KAFKA_BOOTSTRAP_SERVERS"),
+    "rabbitmq": ("TEST_DATABASE_URL", "TEST_RABBITMQ_URL"),
+    "nats": ("TEST_DATABASE_URL", "TEST_NATS_URL"),
 }
 # A rendered suite's server URLs (TEST_DATABASE_URL, TEST_KAFKA_BOOTSTRAP_SERVERS, ...) end so.
 SERVER_URL_SUFFIXES = ("_URL", "_BOOTSTRAP_SERVERS")

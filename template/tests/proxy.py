@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
 from types import TracebackType
 
@@ -11,8 +12,11 @@ from sqlalchemy import make_url
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    """Forwards connections to the target; with `tls`, it is a TLS server in front of a plain one."""
+
+    def __init__(self, target_host: str, target_port: int, *, tls: ssl.SSLContext | None = None) -> None:
         self._target = (target_host, target_port)
+        self._tls = tls
         self._server: asyncio.Server | None = None
         self._streams: set[asyncio.StreamWriter] = set()
         self._flowing = asyncio.Event()
@@ -30,7 +34,7 @@ class TcpProxy:
 
     async def up(self) -> None:
         """Accept connections again, on the same port."""
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=self._tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def down(self) -> None:

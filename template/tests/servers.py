@@ -1,7 +1,8 @@
 """Where the test servers come from: an environment variable, or a Testcontainers container.
 
-Images come from TEST_POSTGRES_IMAGE, TEST_REDIS_IMAGE and TEST_KAFKA_IMAGE when set (a registry
-mirror, or images built locally), else the public images in IMAGES.
+Images come from TEST_POSTGRES_IMAGE, TEST_REDIS_IMAGE, TEST_KAFKA_IMAGE, TEST_RABBITMQ_IMAGE and
+TEST_NATS_IMAGE when set (a registry mirror, or images built locally), else the public images in
+IMAGES.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from typing import Any
 
 import docker.errors
 
-IMAGES = {"postgres": "postgres:16-alpine", "redis": "redis:7-alpine", "kafka": "apache/kafka:3.9.1"}
+IMAGES = {
+    "postgres": "postgres:16-alpine",
+    "redis": "redis:7-alpine",
+    "kafka": "apache/kafka:3.9.1",
+    "rabbitmq": "rabbitmq:4.1-alpine",
+    "nats": "nats:2.10-alpine",  # Testcontainers' NatsContainer starts it with JetStream (-js)
+}
+# Testcontainers' class names, where they are not the kind's name capitalised.
+CLASS_NAMES = {"rabbitmq": "RabbitMqContainer"}
 # Seconds from starting each kind's container until it answered, for the session's summary.
 STARTUP_S: dict[str, float] = {}
 
@@ -106,7 +115,7 @@ def container_class(kind: str) -> Any:
         module = importlib.import_module(f"testcontainers.community.{kind}")
     except ModuleNotFoundError:
         module = importlib.import_module(f"testcontainers.{kind}")
-    return getattr(module, f"{kind.capitalize()}Container")
+    return getattr(module, CLASS_NAMES.get(kind, f"{kind.capitalize()}Container"))
 
 
 def _container(kind: str) -> Any:
@@ -163,6 +172,10 @@ def _url(container: Any, kind: str) -> str:
         host, port = _advertise(container)
         _wait_for_kafka(container, host, port)
         return f"{host}:{port}"
+    if kind == "rabbitmq":
+        return f"amqp://guest:guest@{container.get_container_host_ip()}:{container.get_exposed_port(5672)}/"
+    if kind == "nats":
+        return str(container.nats_uri())
     return f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
 
 

@@ -26,6 +26,8 @@ class OutboundMessage:
     schema_version: int
     correlation_id: str
     body: str
+    # Set on a replay: only the consumer of this name handles it, others acknowledge it unhandled.
+    addressed_to: str | None = None
 
     @classmethod
     def of(cls, envelope: Envelope, *, topic: str, key: str) -> OutboundMessage:

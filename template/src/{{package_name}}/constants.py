@@ -5,6 +5,8 @@ OUTBOX_CHANNEL = "outbox_pending"
 
 # Transaction-scoped advisory lock that serialises relay claims across replicas.
 RELAY_CLAIM_LOCK_ID = 7_316_504_208
+# Session-scoped advisory lock held by the one process sweeping old rows (retention.py).
+SWEEP_LOCK_ID = 7_316_504_209
 
 # Dead-letter reasons.
 REASON_MALFORMED = "malformed_message"

@@ -44,6 +44,7 @@ class Delivery:
     raw: bytes | str
     topic: str  # the contract topic it arrived on, before the environment's prefix
     source: dict[str, Any] = field(default_factory=dict)  # broker coordinates, kept with dead letters
+    addressed_to: str | None = None  # a replay's consumer: no other consumer handles it
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,12 @@ class Consumer:
         self._contracts = {(c.EVENT_TYPE, c.SCHEMA_VERSION): c for c in handlers}
 
     async def process(self, delivery: Delivery) -> RetryLater | None:
+        if delivery.addressed_to is not None and delivery.addressed_to != self.name:
+            # A replay of another consumer's dead letter (on Kafka every group of the topic gets
+            # it): this consumer handled the message already, or chose not to. Not ours to touch.
+            metrics.MESSAGES_NOT_ADDRESSED.inc()
+            log.info("message_not_addressed", addressed_to=delivery.addressed_to, **delivery.source)
+            return None
         try:
             envelope, event = self._decode(delivery.raw)
         except RejectedMessage as exc:
@@ -100,7 +107,9 @@ class Consumer:
     async def _process_event(
         self, delivery: Delivery, envelope: Envelope, event: Contract
     ) -> RetryLater | None:
-        async with self._sessionmaker.begin() as session:
+        async with self._sessionmaker() as session:
+            # One statement that commits on its own: no BEGIN and COMMIT round trips around it.
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             attempt = await inbox.record_attempt(session, self.name, envelope.id)
         if attempt.settled:
             self._duplicate(envelope)

@@ -34,8 +34,21 @@ MESSAGES_RETRIED = Counter(
     "messages_retried_total", "Handler failures scheduled for another attempt", ["type"]
 )
 MESSAGES_DEAD_LETTERED = Counter("messages_dead_lettered_total", "Messages dead-lettered", ["reason"])
+MESSAGES_NOT_ADDRESSED = Counter(
+    "messages_not_addressed_total", "Replays for another consumer, acknowledged without effect"
+)
 CONSUMER_LAG = Gauge(
     "consumer_lag", "Messages on a partition the worker has not finished yet", ["topic", "partition"]
+)
+
+RETENTION_DELETED = Counter(
+    "retention_deleted_rows_total", "Rows the retention sweep deleted, past their retention", ["table"]
+)
+TABLE_SIZE = Gauge(
+    "table_size_bytes", "A messaging table with its indexes and TOAST, after the last sweep", ["table"]
+)
+RETENTION_LAST_SWEEP = Gauge(
+    "retention_last_sweep_timestamp_seconds", "When this process last finished a retention sweep"
 )
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Select, func, insert, literal, select
+from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .contracts import PUBLISHED
@@ -30,11 +32,48 @@ async def add(session: AsyncSession, event: Contract) -> Envelope:
         )
     envelope = Envelope.wrap(event, correlation_id=current_correlation_id())
     key = event.ordering_key()
-    await session.execute(
-        select(func.pg_advisory_xact_lock(func.hashtextextended(f"{event.TOPIC}\x1f{key}", 0)))
-    )
-    await session.execute(insert(outbox).values(**_row(envelope, topic=event.TOPIC, key=key)))
+    row = _row(envelope, topic=event.TOPIC, key=key)
+    # The key's lock and the row in one statement: a write pays one round trip for the outbox.
+    serialised = _key_lock(event.TOPIC, key).subquery("serialised")
+    values = select(*(literal(value, outbox.c[name].type).label(name) for name, value in row.items()))
+    await session.execute(insert(outbox).from_select(list(row), values.select_from(serialised)))
     return envelope
+
+
+async def requeue(
+    session: AsyncSession,
+    *,
+    message_id: UUID,
+    topic: str,
+    key: str,
+    type: str,
+    schema_version: int,
+    correlation_id: str,
+    envelope: str,
+    addressed_to: str | None,
+) -> bool:
+    """Queue a stored message again, text unchanged, in the caller's transaction (a replay).
+
+    False, and nothing written, if the message already waits in the outbox (one pending row per
+    message id): an earlier replay, or a retry, that the relay has not published yet.
+    """
+    await _lock_key(session, topic, key)
+    statement = (
+        upsert(outbox)
+        .values(
+            message_id=message_id,
+            topic=topic,
+            key=key,
+            type=type,
+            schema_version=schema_version,
+            correlation_id=correlation_id,
+            envelope=envelope,
+            addressed_to=addressed_to,
+        )
+        .on_conflict_do_nothing(index_elements=["message_id"], index_where=outbox.c.published_at.is_(None))
+        .returning(outbox.c.id)
+    )
+    return (await session.execute(statement)).first() is not None
 
 
 async def redeliver_later(
@@ -46,6 +85,15 @@ async def redeliver_later(
     """
     due = func.now() + func.make_interval(0, 0, 0, 0, 0, 0, delay_s)
     await session.execute(insert(outbox).values(**_row(envelope, topic=topic, key=key), available_at=due))
+
+
+async def _lock_key(session: AsyncSession, topic: str, key: str) -> None:
+    await session.execute(_key_lock(topic, key))
+
+
+def _key_lock(topic: str, key: str) -> Select[Any]:
+    """Serialises the writers of one key until commit, so that its ids follow commit order."""
+    return select(func.pg_advisory_xact_lock(func.hashtextextended(f"{topic}\x1f{key}", 0)))
 
 
 def _row(envelope: Envelope, *, topic: str, key: str) -> dict[str, Any]:

@@ -73,7 +73,8 @@ _CLAIM = text(
                       lease_expires_at = clock_timestamp() + make_interval(secs => :lease_ttl_s)
     WHERE outbox.id = ANY(ARRAY(SELECT id FROM claimable))
     RETURNING outbox.id, outbox.topic, outbox.key, outbox.message_id, outbox.type,
-              outbox.schema_version, outbox.correlation_id, outbox.envelope, outbox.attempts
+              outbox.schema_version, outbox.correlation_id, outbox.envelope, outbox.attempts,
+              outbox.addressed_to
     """
 )
 _COMPLETE = text(
@@ -99,13 +100,18 @@ _DEAD_LETTER = text(
     WITH gone AS (
         DELETE FROM outbox WHERE id = :id AND lease_owner = :owner AND published_at IS NULL
         RETURNING id, message_id, type, schema_version, topic, key, envelope, attempts, created_at,
-                  correlation_id
+                  correlation_id, addressed_to
     )
     INSERT INTO dead_letters (consumer, message_id, type, schema_version, topic, key, raw, reason,
-                              error_type, error_message, attempts, source)
+                              error_type, error_message, attempts, source, replay_count)
     SELECT :consumer, message_id, type, schema_version, topic, key, convert_to(envelope, 'UTF8'),
            :reason, :error_type, :error, attempts + 1,
-           jsonb_build_object('outbox_id', id, 'created_at', created_at, 'correlation_id', correlation_id)
+           jsonb_strip_nulls(jsonb_build_object('outbox_id', id, 'created_at', created_at,
+                                                'correlation_id', correlation_id,
+                                                'addressed_to', addressed_to)),
+           -- A message dead-lettered again after a replay carries how often it was replayed.
+           (SELECT coalesce(max(d.replay_count), 0) FROM dead_letters d
+            WHERE d.consumer = :consumer AND d.message_id = gone.message_id)
     FROM gone
     ON CONFLICT (consumer, message_id) WHERE replayed_at IS NULL AND message_id IS NOT NULL
     DO UPDATE SET attempts = dead_letters.attempts + excluded.attempts,
@@ -263,6 +269,7 @@ class Relay:
                     schema_version=row.schema_version,
                     correlation_id=row.correlation_id,
                     body=row.envelope,
+                    addressed_to=row.addressed_to,
                 ),
             )
             for row in rows
