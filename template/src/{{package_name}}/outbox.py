@@ -78,13 +78,34 @@ async def requeue(
 
 async def redeliver_later(
     session: AsyncSession, envelope: Envelope, *, topic: str, key: str, delay_s: float
-) -> None:
+) -> bool:
     """Queue an already-published message to be published again to `topic` after `delay_s`.
 
     For retries that must not hold up the rest of a stream; runs in the caller's transaction.
+    False, and nothing written, if the message already has a pending row (see `in_flight`).
     """
     due = func.now() + func.make_interval(0, 0, 0, 0, 0, 0, delay_s)
-    await session.execute(insert(outbox).values(**_row(envelope, topic=topic, key=key), available_at=due))
+    statement = (
+        upsert(outbox)
+        .values(**_row(envelope, topic=topic, key=key), available_at=due)
+        .on_conflict_do_nothing(index_elements=["message_id"], index_where=outbox.c.published_at.is_(None))
+        .returning(outbox.c.id)
+    )
+    return (await session.execute(statement)).first() is not None
+
+
+async def in_flight(session: AsyncSession, message_id: UUID) -> bool:
+    """Whether a relay holds the message's pending row: it may be on the broker already, unrecorded.
+
+    A pending row nobody holds is a copy still to come; a held one may be the very copy being
+    handled now, and counts as published once the relay records it.
+    """
+    held = select(outbox.c.id).where(
+        outbox.c.message_id == message_id,
+        outbox.c.published_at.is_(None),
+        outbox.c.lease_expires_at > func.clock_timestamp(),
+    )
+    return (await session.execute(held)).first() is not None
 
 
 async def _lock_key(session: AsyncSession, topic: str, key: str) -> None:
