@@ -13,6 +13,8 @@ set -euo pipefail
 
 readonly WAIT_S=${DOCKER_WAIT_S:-60}
 readonly DOCKER_LOG=${DOCKER_LOG:-/var/log/dockerd-outbox-template.log}
+# Held while installing and starting: runs of several checkouts at once install and start once.
+readonly LOCK_FILE=${DOCKER_LOCK_FILE:-${TMPDIR:-/tmp}/fastapi-outbox-template-docker.lock}
 
 log() { printf 'docker: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -31,9 +33,13 @@ install_docker() {
     die "dockerd is not installed; install Docker (Debian: apt-get install docker.io), or set DOCKER_INSTALL=1 to let this script do it"
   can_root || die "dockerd is not installed, and installing docker.io needs root or passwordless sudo"
   log "installing docker.io with apt-get"
+  # apt-get fails at once on a lock another apt-get holds (scripts/services.sh of another run).
+  exec 8>"${TMPDIR:-/tmp}/fastapi-outbox-template-apt.lock"
+  flock 8
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
   # Its package scripts cannot start the service without an init system; we start it below.
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker.io >&2
+  exec 8>&-
 }
 
 start_dockerd() {
@@ -44,7 +50,8 @@ start_dockerd() {
   # A session of its own, so that it outlives this script and the make that ran it. The background
   # job lives as long as dockerd: it must not hold this script's stdout or stderr, or a caller's
   # `$(scripts/docker.sh)` (the Makefile's) waits for ever.
-  as_root setsid sh -c 'exec dockerd >>"$1" 2>&1' sh "$DOCKER_LOG" </dev/null >/dev/null 2>&1 &
+  # Nor the lock (fd 9): other runs would wait on it as long as dockerd lives.
+  as_root setsid sh -c 'exec dockerd >>"$1" 2>&1' sh "$DOCKER_LOG" </dev/null >/dev/null 2>&1 9>&- &
   local deadline=$((SECONDS + WAIT_S))
   until answers; do
     if ((SECONDS >= deadline)); then
@@ -57,6 +64,12 @@ start_dockerd() {
 
 if answers; then
   log "a Docker engine answers"
+  exit 0
+fi
+exec 9>"$LOCK_FILE"
+flock 9
+if answers; then
+  log "a Docker engine answers (another run started it meanwhile)"
   exit 0
 fi
 command -v dockerd >/dev/null || install_docker

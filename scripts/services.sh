@@ -34,12 +34,16 @@ as_root() {
 apt_updated=false
 apt_install() {
   log "installing $* with apt-get"
+  # apt-get fails at once on a lock another apt-get holds: runs of several checkouts take turns.
+  exec 8>"${TMPDIR:-/tmp}/fastapi-outbox-template-apt.lock"
+  flock 8
   if [[ $apt_updated == false ]]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
     apt_updated=true
   fi
   # Package scripts may fail to start the service where there is no init system; we start it below.
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2
+  exec 8>&-
 }
 
 # wait_for NAME COMMAND...: retry COMMAND once a second until it succeeds or WAIT_S runs out.
