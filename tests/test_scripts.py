@@ -65,17 +65,18 @@ def test_docker_script_run_twice_at_once_installs_and_starts_one_engine(tmp_path
     to install on its own, and the second failed (a CI run of two clones at once did).
     """
     if os.geteuid() != 0:
-        pytest.skip("scripts/docker.sh installs and starts dockerd as root; this test runs it as root")
+        pytest.skip("scripts/docker.sh installs and starts dockerd as root; this runs it as root")
     state, bin_dir = tmp_path / "state", tmp_path / "bin"
     state.mkdir()
     bin_dir.mkdir()
     (state / "dockerd").write_text(
-        f'#!/bin/sh\nsleep 1\necho $$ >> "{state}/starts"\necho $$ > "{state}/dockerd.pid"\nexec sleep 3600\n'
+        "#!/bin/sh\nsleep 1\n"
+        f'echo $$ >> "{state}/starts"\necho $$ > "{state}/dockerd.pid"\nexec sleep 3600\n'
     )
     apt_get = bin_dir / "apt-get"
     apt_get.write_text(
         "#!/bin/sh\n"
-        f'mkdir "{state}/apt.lock" 2>/dev/null || {{ echo "E: Could not get lock" >&2; exit 100; }}\n'
+        f'mkdir "{state}/apt.lock" 2>/dev/null || {{ echo "E: Could not get lock"; exit 100; }}\n'
         "sleep 1\n"
         f'case " $* " in *" install "*) cp "{state}/dockerd" "{bin_dir}/dockerd" ;; esac\n'
         f'rmdir "{state}/apt.lock"\n'
