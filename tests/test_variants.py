@@ -37,6 +37,8 @@ SERVER_URL_SUFFIXES = ("_URL", "_BOOTSTRAP_SERVERS")
 # the slowest suite on a loaded 2-core machine (a Kafka suite: 4 min), so that a suite that hangs
 # (each of its tests is bounded at 300 s) fails in time for the rest of a 90-minute CI run.
 TIMEOUT_S = float(os.environ.get("VARIANT_TIMEOUT_S", "900"))
+# The server kind of each broker, as the rendered suites name their containers and images.
+BROKER_SERVER = {"arq": "redis"}
 # The line a rendered suite ends with when Testcontainers started its servers (tests/conftest.py).
 STARTUP_LINE = re.compile(r"^container start-up: (.+)$", re.MULTILINE)
 
@@ -45,6 +47,18 @@ def test_ci_matrix_is_variants_yml() -> None:
     workflow = yaml.safe_load((REPO / ".github/workflows/ci.yml").read_text())
     matrix = workflow["jobs"]["variant"]["strategy"]["matrix"]["variant"]
     assert matrix == list(VARIANTS), "ci.yml's variant matrix differs from variants.yml"
+
+
+def test_ci_names_an_image_for_every_server_of_a_testcontainers_variant() -> None:
+    """On GitHub's runners the public images are pulled: scripts/images.sh must build none."""
+    workflow = yaml.safe_load((REPO / ".github/workflows/ci.yml").read_text())
+    images = set(workflow["jobs"]["variant"]["env"])
+    kinds = {"postgres"} | {
+        BROKER_SERVER.get(v.data.get("broker", "arq"), v.data.get("broker", "arq"))
+        for v in VARIANTS.values()
+        if v.servers == "testcontainers"
+    }
+    assert {f"TEST_{kind.upper()}_IMAGE" for kind in kinds} - images == set()
 
 
 def is_server_url(name: str) -> bool:
@@ -130,6 +144,15 @@ def test_rendered_make_test(
             pytest.fail(
                 f"`make test` of variant {variant.name} passed without starting any container "
                 f"(no 'container start-up:' line in {log})",
+                pytrace=False,
+            )
+        broker = variant.data.get("broker", "arq")
+        started = dict(kind_s.split("=", 1) for kind_s in startup.group(1).split())
+        missing = {"postgres", BROKER_SERVER.get(broker, broker)} - set(started)
+        if missing:
+            pytest.fail(
+                f"`make test` of variant {variant.name} used no container for "
+                f"{', '.join(sorted(missing))} (started: {startup.group(1)})",
                 pytrace=False,
             )
         # To the variant table, through the report (which pytest-xdist's workers send on).

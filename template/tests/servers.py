@@ -12,7 +12,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -23,8 +23,10 @@ IMAGES = {
     "redis": "redis:7-alpine",
     "kafka": "apache/kafka:3.9.1",
     "rabbitmq": "rabbitmq:4.1-alpine",
-    "nats": "nats:2.10-alpine",  # Testcontainers' NatsContainer starts it with JetStream (-js)
+    "nats": "nats:2.10-alpine",
 }
+# Kinds started as plain containers, with their own readiness checks (see their functions below).
+PLAIN_CONTAINERS = {"kafka", "nats"}
 # Testcontainers' class names, where they are not the kind's name capitalised.
 CLASS_NAMES = {"rabbitmq": "RabbitMqContainer"}
 # Seconds from starting each kind's container until it answered, for the session's summary.
@@ -33,7 +35,8 @@ STARTUP_S: dict[str, float] = {}
 KAFKA_PORT = 9092
 # Where the kafka container's start-up shell waits for its advertised address (`_advertise`).
 ADVERTISED_FILE = "/tmp/advertised-listeners.sh"
-KAFKA_READY_TIMEOUT_S = 120.0
+READY_TIMEOUT_S = 120.0
+NATS_PORT = 4222
 # apache/kafka's single-node KRaft settings; the listener clients use is PLAINTEXT on 9092.
 # Confluent's cp-kafka reads the same variables, and wants CLUSTER_ID besides.
 KAFKA_ENV = {
@@ -109,7 +112,7 @@ def _started(kind: str) -> Iterator[Any]:
 
 def container_class(kind: str) -> Any:
     """The Testcontainers class for `kind`: modules under `community` since 4.15 (the old path warns)."""
-    if kind == "kafka":
+    if kind in PLAIN_CONTAINERS:
         return importlib.import_module("testcontainers.core.container").DockerContainer
     try:
         module = importlib.import_module(f"testcontainers.community.{kind}")
@@ -123,7 +126,19 @@ def _container(kind: str) -> Any:
         return container_class(kind)(image(kind), driver=None)
     if kind == "kafka":
         return _kafka_container()
+    if kind == "nats":
+        return _nats_container()
     return container_class(kind)(image(kind))
+
+
+def _nats_container() -> Any:
+    """A plain container with JetStream on, not Testcontainers' NatsContainer.
+
+    That class starts the server without JetStream unless told, and waits for it with a helper
+    that recent Testcontainers deprecates (a warning that this suite's filters make an error).
+    The server is ready once it greets a client (`_nats_greets`).
+    """
+    return container_class("nats")(image("nats")).with_exposed_ports(NATS_PORT).with_command("-js")
 
 
 def _kafka_container() -> Any:
@@ -170,29 +185,31 @@ def _url(container: Any, kind: str) -> str:
         return str(container.get_connection_url())
     if kind == "kafka":
         host, port = _advertise(container)
-        _wait_for_kafka(container, host, port)
+        _wait_for(container, "kafka", host, port, _kafka_lists_a_broker)
         return f"{host}:{port}"
     if kind == "rabbitmq":
         return f"amqp://guest:guest@{container.get_container_host_ip()}:{container.get_exposed_port(5672)}/"
     if kind == "nats":
-        return str(container.nats_uri())
+        host, port = container.get_container_host_ip(), int(container.get_exposed_port(NATS_PORT))
+        _wait_for(container, "nats", host, port, _nats_greets)
+        return f"nats://{host}:{port}"
     return f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
 
 
-def _wait_for_kafka(container: Any, host: str, port: int) -> None:
-    """Wait until the broker lists itself in a metadata response (it is then ready for clients)."""
-    deadline = time.monotonic() + KAFKA_READY_TIMEOUT_S
-    while not _kafka_lists_a_broker(host, port):
+def _wait_for(container: Any, kind: str, host: str, port: int, ready: Callable[[str, int], bool]) -> None:
+    """Wait until `ready(host, port)`; fail with the container's last lines if it exits first."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not ready(host, port):
         wrapped = container.get_wrapped_container()
         wrapped.reload()
         if wrapped.status == "exited":
             stdout, stderr = container.get_logs()
             last = (stdout + stderr).decode(errors="replace").strip().splitlines()[-20:]
-            raise RuntimeError(f"the kafka container ({image('kafka')}) exited:\n" + "\n".join(last))
+            raise RuntimeError(f"the {kind} container ({image(kind)}) exited:\n" + "\n".join(last))
         if time.monotonic() > deadline:
             raise RuntimeError(
-                f"the kafka container ({image('kafka')}) did not answer a metadata request "
-                f"on {host}:{port} within {KAFKA_READY_TIMEOUT_S:.0f}s"
+                f"the {kind} container ({image(kind)}) was not ready on {host}:{port} "
+                f"within {READY_TIMEOUT_S:.0f}s ({ready.__doc__})"
             )
         time.sleep(0.5)
 
@@ -212,6 +229,15 @@ def _kafka_lists_a_broker(host: str, port: int) -> bool:
         return False
     _size, correlation, _throttle_ms, brokers = struct.unpack(">iiii", head)
     return bool(correlation == 1 and brokers > 0)
+
+
+def _nats_greets(host: str, port: int) -> bool:
+    """Does the server send its INFO line to a new client (it listens once JetStream is up)?"""
+    try:
+        with socket.create_connection((host, port), timeout=3) as conn:
+            return _read(conn, 5) == b"INFO "
+    except OSError:
+        return False
 
 
 def _read(conn: socket.socket, size: int) -> bytes:
