@@ -580,6 +580,11 @@ class Figures:
         return f"{self.median(case):,.0f} | {min(values):,.0f}-{max(values):,.0f}"
 
 
+def _rows(n: int) -> str:
+    """`n` rows `m(g, id)`: a sequence number and a fresh message id, for the inserts' SELECT."""
+    return f"(SELECT g, gen_random_uuid() AS id FROM generate_series(1, {n}) g) m"
+
+
 class Bench:
     """One broker's servers, its rendered service, and the cases measured against them."""
 
@@ -793,11 +798,12 @@ class Bench:
         What a broker refusing some keys' messages leaves behind: the claim must step over these
         rows, every time, without its cost growing with them.
         """
-        await self._insert(rows, keys=HELD_KEYS)
-        await self.db.query("UPDATE outbox SET key = 'held-' || key")
+        # One transaction (statements of one -c): the running relays never see a row not yet held.
+        insert = self._outbox_insert(rows, keys=HELD_KEYS, published=False, key_prefix="held-")
         await self.db.query(
-            "UPDATE outbox SET available_at = now() + interval '1 hour', attempts = 1"
-            " WHERE id IN (SELECT min(id) FROM outbox GROUP BY key)"
+            f"{insert};"
+            " UPDATE outbox SET available_at = now() + interval '1 hour', attempts = 1"
+            " WHERE id IN (SELECT min(id) FROM outbox WHERE key LIKE 'held-%' GROUP BY key)"
         )
         await self.db.query("VACUUM ANALYZE outbox")
 
@@ -948,26 +954,30 @@ class Bench:
 
         Into our outbox, or with `peer` the same rows (keys, envelopes) into that peer's table.
         """
-        topic, name = self.contract.topic, self.contract.name
-        key, envelope = self._row_sql("m.g", keys)
-        rows = f"(SELECT g, gen_random_uuid() AS id FROM generate_series(1, {n}) g) m"
         if peer is not None:
+            key, envelope = self._row_sql("m.g", keys)
             insert = peer.insert.format(
-                rows=rows, key=key, envelope=envelope, topic=self._peer_topic(peer)
+                rows=_rows(n), key=key, envelope=envelope, topic=self._peer_topic(peer)
             )
         else:
-            insert = (
-                "INSERT INTO outbox (message_id, topic, key, type, schema_version, envelope,"
-                " published_at) "
-                f"SELECT m.id, '{topic}', {key}, '{name}', {self.contract.version}, {envelope}, "
-                f"{'now()' if published else 'NULL'} FROM {rows}"
-            )
+            insert = self._outbox_insert(n, keys=keys, published=published)
         # Two -c: two transactions in one session, so the clock is read just after the commit.
         out = await run_cmd(
             ["psql", "-X", "-w", "-q", "-At", "-v", "ON_ERROR_STOP=1", self.db.url,
              "-c", insert, "-c", "SELECT clock_timestamp()"],
         )  # fmt: skip
         return out.strip().splitlines()[-1]
+
+    def _outbox_insert(self, n: int, *, keys: int, published: bool, key_prefix: str = "") -> str:
+        """An INSERT of `n` rows of the contract into our outbox, keys prefixed by `key_prefix`."""
+        topic, name = self.contract.topic, self.contract.name
+        key, envelope = self._row_sql("m.g", keys)
+        return (
+            "INSERT INTO outbox (message_id, topic, key, type, schema_version, envelope,"
+            " published_at) "
+            f"SELECT m.id, '{topic}', '{key_prefix}' || {key}, '{name}', {self.contract.version},"
+            f" {envelope}, {'now()' if published else 'NULL'} FROM {_rows(n)}"
+        )
 
     async def _drained(self) -> bool:
         ((pending,),) = await self.db.query(
