@@ -16,10 +16,12 @@ shared ones), and measures, interleaved so that a busy machine slows every case 
     1,000 keys and over 10 keys. Its rate is rows / (last `published_at` - the commit that wrote
     them), both read from the database. Once more (1 relay, 1,000 keys) with --history published
     rows already in the table: the claim's cost must not grow with history;
-  - peers, on arq and Kafka only (their drivers' brokers): the relays of faststream-outbox and
-    txoutbox (scripts/bench_peers, installed by the bench into an environment of its own), each
-    case right after ours, on the same database and broker with the same rows: rows / (the last
-    time the database recorded rows of theirs done - the commit), and the ratio ours / peer;
+  - peers: the relays of faststream-outbox and txoutbox (scripts/bench_peers, installed by the
+    bench into an environment of its own), each case right after ours, on the same database and
+    broker with the same rows, each to a topic, queue or stream of its own, awaiting the broker
+    as ours does (Kafka acks="all", RabbitMQ publisher confirms, the JetStream PubAck): rows /
+    (the last time the database recorded rows of theirs done - the commit), and the ratio ours /
+    peer;
   - consumer: the service's `worker` processes (1 and 2) handling --events messages waiting on
     the broker: rows / (last inbox `processed_at` - first `first_seen_at`);
   - commit to effect: relay and worker running, rows committed one a transaction at 20 and 200 a
@@ -76,7 +78,7 @@ VARIANT = {
     "nats": "nats-default",
 }
 # The brokers the peers' drivers (scripts/bench_peers) publish to.
-PEER_BROKERS = ("arq", "kafka")
+PEER_BROKERS = ("arq", "kafka", "rabbitmq", "nats")
 RELAY_CASES = ((1, 1000), (2, 1000), (1, 10), (2, 10))  # (relays, keys)
 HISTORY_CASE = "relay x1, 1,000 keys, with history"
 BACKLOG_CASE = "relay x1, 1,000 keys, behind a held-back backlog"
@@ -625,21 +627,36 @@ class Bench:
             await self._set_up_peers()
 
     async def _set_up_peers(self) -> None:
-        """Each peer's table by its own DDL (and, on Kafka, its topic), then the bench's trigger."""
+        """Each peer's table by its own DDL and its place on the broker, then the bench's trigger.
+
+        The place: a Kafka topic, a RabbitMQ exchange with a queue bound, or a JetStream stream;
+        its driver's setup creates it, as neither library does.
+        """
         for peer in PEERS:
-            kafka = []
-            if self.broker == "kafka":
-                kafka = ["--bootstrap", self.server.address, "--topic", self._peer_topic(peer),
-                         "--partitions", str(self.answers["kafka_partitions"])]  # fmt: skip
+            broker = self._peer_broker(peer)
+            if self.broker == "kafka":  # the topic as ours
+                broker += ["--partitions", str(self.answers["kafka_partitions"])]
             await run_cmd(
-                [str(self.peer_python), peer.driver, "setup", self.db.url, *kafka],
+                [str(self.peer_python), peer.driver, "setup", self.db.url, *broker],
                 cwd=PEERS_DIR, env=subprocess_env(),
             )  # fmt: skip
             await self.db.query(PEER_DONE + peer.record)
 
     def _peer_topic(self, peer: Peer) -> str:
-        """The Kafka topic or arq queue of a peer's relay: its own, like our relay's."""
+        """Where a peer's relay publishes, a place of its own like our relay's.
+
+        The Kafka topic, the arq queue, the RabbitMQ routing key (and the queue bound by it), or the
+        NATS subject (its stream named after it).
+        """
         return f"peer-{peer.name}.{self.contract.topic}"
+
+    def _peer_broker(self, peer: Peer) -> list[str]:
+        """A peer driver's arguments naming the broker, and where on it the peer publishes."""
+        args = ["--broker", self.broker, "--url", self.server.address]
+        args += ["--topic", self._peer_topic(peer)]
+        if isinstance(self.server, RabbitServer):  # an exchange of the peer's own, as ours
+            args += ["--exchange", f"peer-{peer.name}.{self.server.EXCHANGE}"]
+        return args
 
     def _settings(self) -> dict[str, str]:
         env = {"DATABASE_URL": self.db.url, "ENVIRONMENT": "prod", "TOPIC_PREFIX": "bench."}
@@ -692,8 +709,7 @@ class Bench:
 
     async def peer_relay(self, peer: Peer, relays: int, keys: int) -> float:
         """`relays` processes of a peer's relay draining the same rows as ours: the same timing."""
-        broker = ["--broker", self.broker, "--topic", self._peer_topic(peer), "--url"]
-        broker.append(self.server.address)
+        broker = self._peer_broker(peer)
         processes = []
         try:
             for n in range(relays):
