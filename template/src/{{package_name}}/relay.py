@@ -348,7 +348,8 @@ class Relay:
                 await listener.close()
                 async with self._engine.begin() as conn:
                     await conn.execute(_RELEASE_ALL, {"owner": self.owner})
-        except (OSError, SQLAlchemyError) as exc:  # TimeoutError is an OSError
+        # TimeoutError is an OSError; closing the listener may raise asyncpg's own errors.
+        except (OSError, SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("relay_release_failed", error=describe(exc))
 
     async def _update_depth_gauges(self) -> None:
@@ -376,7 +377,9 @@ class _Listener:
         try:
             self._conn = await asyncio.wait_for(asyncpg.connect(self._dsn), timeout=self._timeout_s)
             await self._conn.add_listener(OUTBOX_CHANNEL, self._notified)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        # InterfaceError: the server ended the connection before the LISTEN (a shutting-down
+        # database does), which asyncpg reports as neither an OSError nor a PostgresError.
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             self._conn = None
             log.warning("outbox_listen_unavailable", error=describe(exc))
 
