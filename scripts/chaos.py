@@ -604,7 +604,7 @@ class Service:
         if self._told:
             return
         self.stats.unprompted[code] += 1
-        self._run.note(f"{self.name} exited by itself with {code}")
+        self._run.note(f"{self.name} exited by itself with {code}{self._why()}")
         await asyncio.sleep(1)
         if not self._run.finishing and sum(self.stats.unprompted.values()) < 50:
             await self.start()
@@ -631,6 +631,19 @@ class Service:
     @property
     def log(self) -> Path:
         return self._run.base / "logs" / f"{self.name}.log"
+
+    def _why(self) -> str:
+        """The exception of the process's `unhandled_exception` log line, if its last says one.
+
+        The run directory is removed at the end: without it, a crash in CI leaves no trace.
+        """
+        with contextlib.suppress(OSError), self.log.open(errors="replace") as log:
+            for line in reversed(log.read().splitlines()[-20:]):
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    record = json.loads(line)
+                    if record["event"] == "unhandled_exception":
+                        return ":\n" + str(record.get("exception", "")).strip()
+        return ""
 
     async def kill(self) -> None:
         proc = self._tell()
