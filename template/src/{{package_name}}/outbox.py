@@ -58,22 +58,17 @@ async def requeue(
     message id): an earlier replay, or a retry, that the relay has not published yet.
     """
     await _lock_key(session, topic, key)
-    statement = (
-        upsert(outbox)
-        .values(
-            message_id=message_id,
-            topic=topic,
-            key=key,
-            type=type,
-            schema_version=schema_version,
-            correlation_id=correlation_id,
-            envelope=envelope,
-            addressed_to=addressed_to,
-        )
-        .on_conflict_do_nothing(index_elements=["message_id"], index_where=outbox.c.published_at.is_(None))
-        .returning(outbox.c.id)
+    return await _insert_unless_pending(
+        session,
+        message_id=message_id,
+        topic=topic,
+        key=key,
+        type=type,
+        schema_version=schema_version,
+        correlation_id=correlation_id,
+        envelope=envelope,
+        addressed_to=addressed_to,
     )
-    return (await session.execute(statement)).first() is not None
 
 
 async def redeliver_later(
@@ -85,9 +80,14 @@ async def redeliver_later(
     False, and nothing written, if the message already has a pending row (see `in_flight`).
     """
     due = func.now() + func.make_interval(0, 0, 0, 0, 0, 0, delay_s)
+    return await _insert_unless_pending(session, **_row(envelope, topic=topic, key=key), available_at=due)
+
+
+async def _insert_unless_pending(session: AsyncSession, **values: Any) -> bool:
+    """Insert an outbox row; False, and nothing written, if its message id has a pending row."""
     statement = (
         upsert(outbox)
-        .values(**_row(envelope, topic=topic, key=key), available_at=due)
+        .values(**values)
         .on_conflict_do_nothing(index_elements=["message_id"], index_where=outbox.c.published_at.is_(None))
         .returning(outbox.c.id)
     )
