@@ -475,7 +475,8 @@ def contract_errors(contracts: object, broker: str = "arq", service: str = "") -
 
     Each line names the contract (``contract 'OrderPlaced' v1``, or ``contract #2 ...`` while its
     name or version is unusable) and the key or field at fault. With Kafka, a contract topic may
-    not be the service's own retry topic (``<service>.retry``, the worker reads it for retries).
+    not be the service's own retry topic (``<service>.retry``, the worker reads it for retries);
+    with RabbitMQ, its queue names must fit; with NATS, it must be a subject and own its stream.
     """
     if isinstance(contracts, str) and (problem := yaml_problem(contracts)):
         return f"contracts is not valid YAML: {problem}"
@@ -498,6 +499,8 @@ def contract_errors(contracts: object, broker: str = "arq", service: str = "") -
         problems.extend(_retry_topic_problems(contracts, service))
     if broker == "rabbitmq":
         problems.extend(_queue_name_problems(contracts, service))
+    if broker == "nats":
+        problems.extend(_subject_problems(contracts))
     return "\n".join(problems)
 
 
@@ -522,6 +525,37 @@ def _queue_name_problems(contracts: list[object], service: str) -> list[str]:
         and TOPIC_RE.match(contract["topic"])
         and len(contract["topic"]) > room
     ]
+
+
+# NATS makes a topic the subject `<TOPIC_PREFIX><topic>`, whose '.'-separated tokens may not be
+# empty, stored by a stream named after the subject with '.' as '_' (names may not hold '.').
+NATS_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def _subject_problems(contracts: list[object]) -> list[str]:
+    named = [
+        (_label(number, contract), contract["topic"])
+        for number, contract in enumerate(contracts, start=1)
+        if isinstance(contract, Mapping)
+        and isinstance(contract.get("topic"), str)
+        and TOPIC_RE.match(contract["topic"])
+    ]
+    problems = [
+        f"{label}: topic {topic!r} is not a valid NATS subject: it may not start or end with "
+        "'.' or hold '..'"
+        for label, topic in named
+        if "" in topic.split(".")
+    ]
+    streams: dict[str, set[str]] = {}
+    for _, topic in named:
+        streams.setdefault(NATS_NAME_UNSAFE.sub("_", topic), set()).add(topic)
+    problems.extend(
+        f"topics {', '.join(map(repr, sorted(clash)))} would share the NATS stream {name!r} "
+        "(stream names hold '.' as '_'): spell them alike"
+        for name, clash in streams.items()
+        if len(clash) > 1
+    )
+    return problems
 
 
 def _retry_topic_problems(contracts: list[object], service: str) -> list[str]:

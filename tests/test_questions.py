@@ -702,6 +702,25 @@ def test_a_rabbitmq_topic_must_leave_its_retry_queue_name_within_255_bytes() -> 
     )
 
 
+@pytest.mark.parametrize("topic", [".orders", "orders.", "orders..placed", "t." * 30])
+def test_a_nats_topic_must_be_a_subject_without_empty_tokens(topic: str) -> None:
+    assert ext.contract_errors([changed(topic=topic)], broker="kafka") == ""
+    assert ext.contract_errors([changed(topic=topic)], broker="nats") == (
+        f"contract 'OrderPlaced' v1: topic {topic!r} is not a valid NATS subject: it may not "
+        "start or end with '.' or hold '..'"
+    )
+
+
+def test_nats_topics_may_not_share_a_stream_name() -> None:
+    clash = [changed(topic="billing.invoices"), changed(name="Other", topic="billing_invoices")]
+    assert ext.contract_errors(clash, broker="nats") == (
+        "topics 'billing.invoices', 'billing_invoices' would share the NATS stream "
+        "'billing_invoices' (stream names hold '.' as '_'): spell them alike"
+    )
+    same = [changed(topic="billing.invoices"), changed(name="Other", topic="billing.invoices")]
+    assert ext.contract_errors(same, broker="nats") == ""
+
+
 def test_a_kafka_topic_may_not_be_the_services_retry_topic() -> None:
     clash = [changed(topic="orders-service.retry")]
     message = ext.contract_errors(clash, broker="kafka", service="orders-service")
