@@ -501,6 +501,8 @@ def contract_errors(contracts: object, broker: str = "arq", service: str = "") -
         problems.extend(_queue_name_problems(contracts, service))
     if broker == "nats":
         problems.extend(_subject_problems(contracts))
+    if broker in COLLISION:
+        problems.extend(_collision_problems(contracts, broker))
     return "\n".join(problems)
 
 
@@ -529,33 +531,43 @@ def _queue_name_problems(contracts: list[object], service: str) -> list[str]:
 
 # NATS makes a topic the subject `<TOPIC_PREFIX><topic>`, whose '.'-separated tokens may not be
 # empty, stored by a stream named after the subject with '.' as '_' (names may not hold '.').
-NATS_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+# Kafka refuses a topic whose name differs from an existing one's only in '.' against '_'.
+NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+COLLISION = {
+    "nats": "would share the NATS stream {name!r} (stream names hold '.' as '_')",
+    "kafka": "collide in Kafka, which refuses topics differing only in '.' and '_' (as {name!r})",
+}
 
 
-def _subject_problems(contracts: list[object]) -> list[str]:
-    named = [
+def _topics(contracts: list[object]) -> list[tuple[str, str]]:
+    return [
         (_label(number, contract), contract["topic"])
         for number, contract in enumerate(contracts, start=1)
         if isinstance(contract, Mapping)
         and isinstance(contract.get("topic"), str)
         and TOPIC_RE.match(contract["topic"])
     ]
-    problems = [
+
+
+def _subject_problems(contracts: list[object]) -> list[str]:
+    return [
         f"{label}: topic {topic!r} is not a valid NATS subject: it may not start or end with "
         "'.' or hold '..'"
-        for label, topic in named
+        for label, topic in _topics(contracts)
         if "" in topic.split(".")
     ]
-    streams: dict[str, set[str]] = {}
-    for _, topic in named:
-        streams.setdefault(NATS_NAME_UNSAFE.sub("_", topic), set()).add(topic)
-    problems.extend(
-        f"topics {', '.join(map(repr, sorted(clash)))} would share the NATS stream {name!r} "
-        "(stream names hold '.' as '_'): spell them alike"
-        for name, clash in streams.items()
+
+
+def _collision_problems(contracts: list[object], broker: str) -> list[str]:
+    names: dict[str, set[str]] = {}
+    for _, topic in _topics(contracts):
+        names.setdefault(NAME_UNSAFE.sub("_", topic), set()).add(topic)
+    return [
+        f"topics {', '.join(map(repr, sorted(clash)))} {COLLISION[broker].format(name=name)}: "
+        "spell them alike"
+        for name, clash in names.items()
         if len(clash) > 1
-    )
-    return problems
+    ]
 
 
 def _retry_topic_problems(contracts: list[object], service: str) -> list[str]:

@@ -711,14 +711,21 @@ def test_a_nats_topic_must_be_a_subject_without_empty_tokens(topic: str) -> None
     )
 
 
-def test_nats_topics_may_not_share_a_stream_name() -> None:
+def test_nats_and_kafka_topics_may_not_differ_only_in_dots_and_underscores() -> None:
     clash = [changed(topic="billing.invoices"), changed(name="Other", topic="billing_invoices")]
     assert ext.contract_errors(clash, broker="nats") == (
         "topics 'billing.invoices', 'billing_invoices' would share the NATS stream "
         "'billing_invoices' (stream names hold '.' as '_'): spell them alike"
     )
+    assert ext.contract_errors(clash, broker="kafka") == (
+        "topics 'billing.invoices', 'billing_invoices' collide in Kafka, which refuses topics "
+        "differing only in '.' and '_' (as 'billing_invoices'): spell them alike"
+    )
+    assert ext.contract_errors(clash, broker="arq") == ""
+    assert ext.contract_errors(clash, broker="rabbitmq") == ""
     same = [changed(topic="billing.invoices"), changed(name="Other", topic="billing.invoices")]
     assert ext.contract_errors(same, broker="nats") == ""
+    assert ext.contract_errors(same, broker="kafka") == ""
 
 
 def test_a_kafka_topic_may_not_be_the_services_retry_topic() -> None:
