@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, func, insert, literal, select
+from sqlalchemy import Exists, Select, exists, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,8 +35,12 @@ async def add(session: AsyncSession, event: Contract) -> Envelope:
     row = _row(envelope, topic=event.TOPIC, key=key)
     # The key's lock and the row in one statement: a write pays one round trip for the outbox.
     serialised = _key_lock(event.TOPIC, key).subquery("serialised")
-    values = select(*(literal(value, outbox.c[name].type).label(name) for name, value in row.items()))
-    await session.execute(insert(outbox).from_select(list(row), values.select_from(serialised)))
+    values = select(
+        *(literal(value, outbox.c[name].type).label(name) for name, value in row.items()),
+        _failing(event.TOPIC, key).label("held"),
+    )
+    columns = [*row, "held"]
+    await session.execute(insert(outbox).from_select(columns, values.select_from(serialised)))
     return envelope
 
 
@@ -110,6 +114,22 @@ async def in_flight(session: AsyncSession, message_id: UUID) -> bool:
 
 async def _lock_key(session: AsyncSession, topic: str, key: str) -> None:
     await session.execute(_key_lock(topic, key))
+
+
+def _failing(topic: str, key: str) -> Exists:
+    """Whether the key has a row the broker refused that waits to be tried again (relay.py).
+
+    A row written behind it is held: the relay's claim does not walk it until that row is
+    published or dead-lettered. Read from the index of leased rows, which are few.
+    """
+    failing = outbox.alias("failing")
+    return exists().where(
+        failing.c.topic == topic,
+        failing.c.key == key,
+        failing.c.lease_expires_at.is_not(None),
+        failing.c.last_error.is_not(None),
+        failing.c.published_at.is_(None),
+    )
 
 
 def _key_lock(topic: str, key: str) -> Select[Any]:

@@ -44,11 +44,40 @@ log = structlog.get_logger(__name__)
 # 2**62 times the base delay is already past any cap; clamping keeps the float finite.
 _MAX_EXPONENT = 62
 
+# Rows written behind a failing row of their key are held (outbox.add): out of ix_outbox_ready,
+# so the claim never walks them. Once no failing row precedes a key's held rows (it was
+# published or dead-lettered), they are released here, before each claim. Held keys are found
+# one index probe each, however many rows they hold back.
+_RELEASE_HELD = text(
+    """
+    WITH RECURSIVE held_keys AS (
+        (SELECT topic, key, id FROM outbox WHERE held ORDER BY topic, key, id LIMIT 1)
+        UNION ALL
+        SELECT next.topic, next.key, next.id FROM held_keys, LATERAL (
+            SELECT topic, key, id FROM outbox
+            WHERE held AND (topic, key) > (held_keys.topic, held_keys.key)
+            ORDER BY topic, key, id LIMIT 1) AS next
+    ),
+    released AS (
+        SELECT topic, key FROM held_keys
+        WHERE NOT EXISTS (
+            SELECT 1 FROM outbox failing
+            WHERE failing.topic = held_keys.topic AND failing.key = held_keys.key
+              AND failing.lease_expires_at IS NOT NULL AND failing.last_error IS NOT NULL
+              AND failing.published_at IS NULL AND failing.id < held_keys.id)
+    )
+    -- By primary key: a join may be planned as a scan of every held row, released or not.
+    UPDATE outbox SET held = false
+    WHERE outbox.id = ANY(ARRAY(
+        SELECT row.id FROM released, LATERAL (
+            SELECT id FROM outbox WHERE held AND topic = released.topic AND key = released.key) AS row))
+    """
+)
 _CLAIM = text(
     """
     WITH claimable AS (
         SELECT o.id FROM outbox o
-        WHERE o.published_at IS NULL
+        WHERE o.published_at IS NULL AND NOT o.held
           AND o.available_at <= clock_timestamp()
           -- Order per key: no row of a key that anyone holds a lease on, and no row behind an
           -- older row of its key that is not due yet. Wall time (clock_timestamp), not the
@@ -65,6 +94,10 @@ _CLAIM = text(
               WHERE early.available_at > early.created_at
                 AND early.topic = o.topic AND early.key = o.key AND early.id < o.id
                 AND early.available_at > clock_timestamp())
+          -- Nor behind a held row of its key: held rows go first, once released.
+          AND NOT EXISTS (
+              SELECT 1 FROM outbox behind
+              WHERE behind.held AND behind.topic = o.topic AND behind.key = o.key AND behind.id < o.id)
         ORDER BY o.id
         LIMIT :batch_size
     )
@@ -247,6 +280,7 @@ class Relay:
     async def _claim(self) -> list[_Row]:
         async with self._engine.begin() as conn:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": RELAY_CLAIM_LOCK_ID})
+            await conn.execute(_RELEASE_HELD)
             result = await conn.execute(
                 _CLAIM,
                 {

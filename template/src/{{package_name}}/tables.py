@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Identity,
@@ -47,8 +48,13 @@ outbox = Table(
     # A replay is meant for the consumer that dead-lettered it: any other consumer of the topic
     # acknowledges it without effect. NULL for ordinary events (migration 0004).
     Column("addressed_to", Text),
-    # Partial indexes keep the relay's work proportional to what is pending, not to history.
-    Index("ix_outbox_pending", "id", postgresql_where=text("published_at IS NULL")),
+    # Written behind a row of its key that the broker refused and that waits to be tried again:
+    # the claim does not walk such rows, however many pile up, until that row is dealt with.
+    Column("held", Boolean, nullable=False, server_default=text("false")),
+    # Partial indexes keep the relay's work proportional to what it can publish, not to history
+    # or to what waits behind a failing key (migration 0006).
+    Index("ix_outbox_ready", "id", postgresql_where=text("published_at IS NULL AND NOT held")),
+    Index("ix_outbox_held", "topic", "key", "id", postgresql_where=text("held")),
     # A message may be queued again once published (a delayed redelivery), never twice at once.
     Index(
         "uq_outbox_pending_message",
