@@ -809,17 +809,20 @@ class Bench:
         await self.db.query("VACUUM ANALYZE outbox")
 
     async def _held_back(self, rows: int) -> None:
-        """Pending rows on keys of their own, each key's first row deferred for an hour.
+        """Pending rows on keys of their own, behind each key's first row, which the broker refused.
 
-        What a broker refusing some keys' messages leaves behind: the claim must step over these
-        rows, every time, without its cost growing with them.
+        What a broker refusing some keys' messages leaves behind: the first row waits an hour for
+        its retry, as the relay defers it (a lease and the error), and the rows behind it are held,
+        as `outbox.add` writes them while such a row waits. The claim must not step over them.
         """
         # One transaction (statements of one -c): the running relays never see a row not yet held.
         insert = self._outbox_insert(rows, keys=HELD_KEYS, published=False, key_prefix="held-")
+        heads = "SELECT min(id) FROM outbox WHERE key LIKE 'held-%' GROUP BY key"
         await self.db.query(
             f"{insert};"
-            " UPDATE outbox SET available_at = now() + interval '1 hour', attempts = 1"
-            " WHERE id IN (SELECT min(id) FROM outbox WHERE key LIKE 'held-%' GROUP BY key)"
+            " UPDATE outbox SET lease_owner = 'bench', attempts = 1, last_error = 'refused',"
+            f" lease_expires_at = now() + interval '1 hour' WHERE id IN ({heads});"
+            f" UPDATE outbox SET held = true WHERE key LIKE 'held-%' AND id NOT IN ({heads})"
         )
         await self.db.query("VACUUM ANALYZE outbox")
 
