@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -34,6 +35,9 @@ log = structlog.get_logger(__name__)
 
 # Handing back a cancelled attempt must not hold up a shutdown when the database is slow.
 _GIVE_BACK_TIMEOUT_S = 2.0
+# How often a delivery past the attempts looks again while another may still be handling it
+# (within Kafka's default inline retry, so the worker waits rather than queueing a retry).
+_IN_PROGRESS_POLL_S = 1.0
 
 # The event parameter is typed per handler; the registry can only say "some contract".
 Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
@@ -115,6 +119,8 @@ class Consumer:
             self._duplicate(envelope)
             return None
         if attempt.number > self._policy.max_attempts:
+            if attempt.since_previous_s is not None and attempt.since_previous_s < self._handler_timeout_s:
+                return await self._wait_for_previous(envelope, attempt)
             # The previous attempt never reported back: the worker died or was stopped mid-handler.
             error = RuntimeError(attempt.last_error or "the worker stopped during the previous attempt")
             await self._dead_letter(
@@ -150,11 +156,22 @@ class Consumer:
                     await self._handlers[type(event)](session, event, envelope)
         return True
 
-    async def _give_back(self, envelope: Envelope) -> None:
+    async def _wait_for_previous(self, envelope: Envelope, attempt: inbox.Attempt) -> RetryLater:
+        """Past the attempts, but the previous attempt may still be running: a duplicate delivery
+        handled side by side with it, not a worker that died. This one does not count, and looks
+        again shortly: a duplicate once that attempt settles, a dead letter only once that attempt
+        must have ended (HANDLER_TIMEOUT_S after it began)."""
+        await self._give_back(envelope, began_at=attempt.previous_at)
+        running_at_most_s = self._handler_timeout_s - (attempt.since_previous_s or 0.0)
+        delay_s = min(running_at_most_s, _IN_PROGRESS_POLL_S)
+        log.info("message_attempt_in_progress", attempt=attempt.number, retry_in_s=round(delay_s, 3))
+        return RetryLater(delay_s)
+
+    async def _give_back(self, envelope: Envelope, *, began_at: datetime | None = None) -> None:
         try:
             async with asyncio.timeout(_GIVE_BACK_TIMEOUT_S):
                 async with self._sessionmaker.begin() as session:
-                    await inbox.give_back(session, self.name, envelope.id)
+                    await inbox.give_back(session, self.name, envelope.id, began_at=began_at)
         except Exception as exc:  # noqa: BLE001 - the attempt then counts: safe, only stricter
             log.warning("inbox_give_back_failed", error=describe(exc))
             return

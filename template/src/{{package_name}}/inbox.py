@@ -8,9 +8,11 @@ inbox row commit together or not at all, which is what makes redelivery harmless
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import case, delete, func, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,9 +24,19 @@ class Attempt:
     number: int
     settled: bool
     last_error: str | None
+    # When the attempt before this one began, and how long ago (None for the first attempt).
+    previous_at: datetime | None = None
+    since_previous_s: float | None = None
 
 
 async def record_attempt(session: AsyncSession, consumer: str, message_id: UUID) -> Attempt:
+    # Read in the statement's snapshot, so before this attempt overwrites it.
+    before = inbox.alias("before")
+    previous_at = (
+        select(before.c.last_attempt_at)
+        .where(before.c.consumer == consumer, before.c.message_id == message_id)
+        .scalar_subquery()
+    )
     statement = (
         insert(inbox)
         .values(consumer=consumer, message_id=message_id, attempts=1)
@@ -37,10 +49,22 @@ async def record_attempt(session: AsyncSession, consumer: str, message_id: UUID)
                 "last_attempt_at": func.now(),
             },
         )
-        .returning(inbox.c.attempts, inbox.c.processed_at, inbox.c.last_error)
+        .returning(
+            inbox.c.attempts,
+            inbox.c.processed_at,
+            inbox.c.last_error,
+            previous_at.label("previous_at"),
+            func.extract("epoch", func.clock_timestamp() - previous_at).label("since_previous_s"),
+        )
     )
     row = (await session.execute(statement)).one()
-    return Attempt(number=row.attempts, settled=row.processed_at is not None, last_error=row.last_error)
+    return Attempt(
+        number=row.attempts,
+        settled=row.processed_at is not None,
+        last_error=row.last_error,
+        previous_at=row.previous_at,
+        since_previous_s=None if row.since_previous_s is None else float(row.since_previous_s),
+    )
 
 
 async def settle(session: AsyncSession, consumer: str, message_id: UUID) -> bool:
@@ -75,8 +99,16 @@ async def forget(session: AsyncSession, consumer: str, message_id: UUID) -> None
     await session.execute(delete(inbox).where(inbox.c.consumer == consumer, inbox.c.message_id == message_id))
 
 
-async def give_back(session: AsyncSession, consumer: str, message_id: UUID) -> None:
-    """Uncount the latest attempt: it was cancelled (shutdown, rebalance), not failed."""
+async def give_back(
+    session: AsyncSession, consumer: str, message_id: UUID, *, began_at: datetime | None = None
+) -> None:
+    """Uncount the latest attempt: it was cancelled (shutdown, rebalance), not failed.
+
+    With `began_at`, the latest attempt is again the one that began then: this one never ran.
+    """
+    values: dict[str, Any] = {"attempts": inbox.c.attempts - 1}
+    if began_at is not None:
+        values["last_attempt_at"] = began_at
     await session.execute(
         update(inbox)
         .where(
@@ -85,5 +117,5 @@ async def give_back(session: AsyncSession, consumer: str, message_id: UUID) -> N
             inbox.c.processed_at.is_(None),
             inbox.c.attempts > 0,
         )
-        .values(attempts=inbox.c.attempts - 1)
+        .values(**values)
     )
