@@ -452,6 +452,17 @@ SUITE_CASES = [
         {},
         id="numbers-and-flags-only",
     ),
+    pytest.param(
+        # A published contract on a topic that another one consumes: its messages go to the
+        # service's queue, not the unrouted one (GENERATED_SEED=1223294878).
+        found(
+            [one_contract(role="consume"), one_contract(name="ShipmentRequested", role="publish")],
+            broker="rabbitmq",
+        ),
+        ["tests/test_api.py", "tests/test_rabbitmq.py"],
+        {},
+        id="rabbitmq-published-topic-also-consumed",
+    ),
 ]
 
 
