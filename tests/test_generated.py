@@ -4,7 +4,8 @@ Hypothesis draws answer sets that no variant has (long and non-ASCII names, ever
 type, several contracts on one topic, retry policies at the edges, every broker). Copier either
 refuses a set with a message naming the question, or renders it; a render must then pass ruff,
 `ruff format --check`, mypy --strict, and import every module. The `variant`-marked test runs the
-full rendered suite (`make test`) on a few generated sets; GENERATED_SEED=<n> replays a run.
+full rendered suite (`make test`) on a few generated sets; GENERATED_SEED=<n> draws again, and
+a failure prints its answers.
 
 Rendering and installing per example would take minutes, so each broker gets one synced virtual
 environment (its dependencies do not depend on the other answers) that every example's render
@@ -383,10 +384,12 @@ def run_suite(
 
 
 def suite_draws(broker: str) -> list[dict[str, Any]]:
-    """The answer sets GENERATED_SEED draws for `broker`, in order: the same on every run.
+    """The answer sets GENERATED_SEED draws for `broker`, in order.
 
     Drawn apart from rendering: Hypothesis adapts what it draws to how its test went, so draws
-    interleaved with renders of varying speed and outcome would not replay.
+    interleaved with renders of varying speed and outcome would not replay. Even so, a seed may
+    draw other sets in another process (one that ran other Hypothesis tests first, as a CI
+    worker does): a failure prints its answers, and those are what replays it for sure.
     """
     drawn: list[dict[str, Any]] = []
 
@@ -403,7 +406,7 @@ def suite_draws(broker: str) -> list[dict[str, Any]]:
 @pytest.mark.variant
 @pytest.mark.parametrize("broker", BROKERS, ids=[f"{b}-seed{SEED}" for b in BROKERS])
 def test_a_generated_answer_set_passes_its_own_make_test(toolbox: Toolbox, broker: str) -> None:
-    """One generated set per broker; the seed is in the test id, GENERATED_SEED=<it> replays it."""
+    """One generated set per broker; the seed is in the test id, the answers in a failure."""
     require_servers(broker)
     # Hypothesis starts from its simplest examples: the last draw copier accepts is the richest.
     for answers in reversed(suite_draws(broker)):

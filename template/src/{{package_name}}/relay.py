@@ -2,7 +2,8 @@
 
 A replica claims rows by taking a lease on them. Claims are serialised by an advisory lock and
 never include a row whose key is leased by anyone or which waits behind an older row of its key
-that is not due yet, so one replica at a time publishes a key, oldest row first. Only the holder
+that is not due yet or held, so one replica at a time publishes a key, oldest row first. Rows
+written behind a row the broker refused are held, out of the claim's way, until it is settled. Only the holder
 of a row's lease may mark it published; a replica whose lease ran out and was taken over just
 lets the new holder finish (the consumer's inbox absorbs the duplicate). A batch is published
 at once, without a round trip per row, and its outcome recorded in one transaction. Progress is the
