@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from . import dlq, inbox, metrics
 from .constants import (
@@ -67,6 +67,7 @@ class Consumer:
         _check_handlers(handlers)
         self.name = settings.service_name
         self._sessionmaker = sessionmaker
+        self._engine = _engine_of(sessionmaker)
         self._handlers = dict(handlers)
         self._policy = RetryPolicy.from_settings(settings)
         self._handler_timeout_s = settings.handler_timeout_s
@@ -111,10 +112,12 @@ class Consumer:
     async def _process_event(
         self, delivery: Delivery, envelope: Envelope, event: Contract
     ) -> RetryLater | None:
-        async with self._sessionmaker() as session:
-            # One statement that commits on its own: no BEGIN and COMMIT round trips around it.
-            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            attempt = await inbox.record_attempt(session, self.name, envelope.id)
+        # One connection for the attempt and the handler: a message costs one checkout (and its
+        # ping), not two. The handler's errors are dealt with once the connection is back.
+        async with self._engine.connect() as conn:
+            attempt = await self._record_attempt(conn, envelope)
+            due = not attempt.settled and attempt.number <= self._policy.max_attempts
+            outcome = await self._try(conn, envelope, event) if due else None
         if attempt.settled:
             self._duplicate(envelope)
             return None
@@ -131,25 +134,40 @@ class Consumer:
                 envelope=envelope,
             )
             return None
+        if isinstance(outcome, Exception):
+            return await self._failed(delivery, envelope, attempt.number, outcome)
+        if not outcome:
+            self._duplicate(envelope)
+            return None
+        metrics.MESSAGES_CONSUMED.labels(envelope.type, "processed").inc()
+        log.info("message_processed", attempt=attempt.number)
+        return None
+
+    async def _record_attempt(self, conn: AsyncConnection, envelope: Envelope) -> inbox.Attempt:
+        """Count the attempt in a statement that commits on its own (no BEGIN and COMMIT round
+        trips), before the handler runs: an attempt that kills the worker still counts."""
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        attempt = await inbox.record_attempt(conn, self.name, envelope.id)
+        await conn.commit()  # ends SQLAlchemy's own autobegun transaction; the row is in already
+        await conn.execution_options(isolation_level=conn.default_isolation_level)
+        return attempt
+
+    async def _try(self, conn: AsyncConnection, envelope: Envelope, event: Contract) -> bool | Exception:
+        """Run the handler; its error is returned, not raised."""
         try:
-            if not await self._handle(envelope, event):
-                self._duplicate(envelope)
-                return None
+            return await self._handle(conn, envelope, event)
         except asyncio.CancelledError:
             # A shutdown or a rebalance stopped the handler: not the message's fault, so the
             # attempt must not count (a crash, which cannot get here, still counts).
             await self._give_back(envelope)
             raise
-        except Exception as exc:  # noqa: BLE001 - the error's `retriable` decides, below
-            return await self._failed(delivery, envelope, attempt.number, exc)
-        metrics.MESSAGES_CONSUMED.labels(envelope.type, "processed").inc()
-        log.info("message_processed", attempt=attempt.number)
-        return None
+        except Exception as exc:  # noqa: BLE001 - the error's `retriable` decides, in _failed
+            return exc
 
-    async def _handle(self, envelope: Envelope, event: Contract) -> bool:
+    async def _handle(self, conn: AsyncConnection, envelope: Envelope, event: Contract) -> bool:
         """Run the handler and settle the inbox in one transaction; False for a duplicate."""
         async with asyncio.timeout(self._handler_timeout_s):
-            async with self._sessionmaker.begin() as session:
+            async with self._sessionmaker(bind=conn) as session, session.begin():
                 if not await inbox.settle(session, self.name, envelope.id):
                     return False
                 with metrics.HANDLER_DURATION.labels(envelope.type).time():
@@ -255,6 +273,13 @@ def _check_handlers(handlers: Mapping[type[Contract], Handler]) -> None:
             "handlers must cover exactly the consumed contracts: "
             f"missing {missing or 'none'}, not consumed {extra or 'none'}"
         )
+
+
+def _engine_of(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    bind = sessionmaker.kw.get("bind")
+    if not isinstance(bind, AsyncEngine):
+        raise ConfigurationError("the consumer's sessionmaker must be bound to an AsyncEngine")
+    return bind
 
 
 def _maybe(delivery: Delivery) -> Envelope | None:

@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import bindparam, case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from .tables import inbox
 
@@ -29,35 +29,47 @@ class Attempt:
     since_previous_s: float | None = None
 
 
-async def record_attempt(session: AsyncSession, consumer: str, message_id: UUID) -> Attempt:
-    # Read in the statement's snapshot, so before this attempt overwrites it.
-    before = inbox.alias("before")
-    previous_at = (
-        select(before.c.last_attempt_at)
-        .where(before.c.consumer == consumer, before.c.message_id == message_id)
-        .scalar_subquery()
+# Built once: building and keying an upsert per message cost more than the database's work.
+_before = inbox.alias("before")
+# Read in the statement's snapshot, so before this attempt overwrites it.
+_previous_at = (
+    select(_before.c.last_attempt_at)
+    .where(_before.c.consumer == bindparam("consumer"), _before.c.message_id == bindparam("message_id"))
+    .scalar_subquery()
+)
+_RECORD_ATTEMPT = (
+    insert(inbox)
+    .values(consumer=bindparam("consumer"), message_id=bindparam("message_id"), attempts=1)
+    .on_conflict_do_update(
+        constraint="pk_inbox",
+        set_={
+            "attempts": case((inbox.c.processed_at.is_(None), inbox.c.attempts + 1), else_=inbox.c.attempts),
+            "last_attempt_at": func.now(),
+        },
     )
-    statement = (
-        insert(inbox)
-        .values(consumer=consumer, message_id=message_id, attempts=1)
-        .on_conflict_do_update(
-            constraint="pk_inbox",
-            set_={
-                "attempts": case(
-                    (inbox.c.processed_at.is_(None), inbox.c.attempts + 1), else_=inbox.c.attempts
-                ),
-                "last_attempt_at": func.now(),
-            },
-        )
-        .returning(
-            inbox.c.attempts,
-            inbox.c.processed_at,
-            inbox.c.last_error,
-            previous_at.label("previous_at"),
-            func.extract("epoch", func.clock_timestamp() - previous_at).label("since_previous_s"),
-        )
+    .returning(
+        inbox.c.attempts,
+        inbox.c.processed_at,
+        inbox.c.last_error,
+        _previous_at.label("previous_at"),
+        func.extract("epoch", func.clock_timestamp() - _previous_at).label("since_previous_s"),
     )
-    row = (await session.execute(statement)).one()
+)
+_SETTLE = (
+    insert(inbox)
+    .values(consumer=bindparam("consumer"), message_id=bindparam("message_id"), processed_at=func.now())
+    .on_conflict_do_update(
+        constraint="pk_inbox",
+        set_={"processed_at": func.now()},
+        where=inbox.c.processed_at.is_(None),
+    )
+    .returning(inbox.c.message_id)
+)
+
+
+async def record_attempt(session: AsyncSession | AsyncConnection, consumer: str, message_id: UUID) -> Attempt:
+    params = {"consumer": consumer, "message_id": message_id}
+    row = (await session.execute(_RECORD_ATTEMPT, params)).one()
     return Attempt(
         number=row.attempts,
         settled=row.processed_at is not None,
@@ -73,17 +85,8 @@ async def settle(session: AsyncSession, consumer: str, message_id: UUID) -> bool
     The row lock this takes makes a concurrent delivery of the same message wait for our
     commit and then find the message settled; if we roll back, it may settle it instead.
     """
-    statement = (
-        insert(inbox)
-        .values(consumer=consumer, message_id=message_id, processed_at=func.now())
-        .on_conflict_do_update(
-            constraint="pk_inbox",
-            set_={"processed_at": func.now()},
-            where=inbox.c.processed_at.is_(None),
-        )
-        .returning(inbox.c.message_id)
-    )
-    return (await session.execute(statement)).first() is not None
+    params = {"consumer": consumer, "message_id": message_id}
+    return (await session.execute(_SETTLE, params)).first() is not None
 
 
 async def record_failure(session: AsyncSession, consumer: str, message_id: UUID, error: str) -> None:

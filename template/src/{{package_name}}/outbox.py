@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Exists, Select, exists, func, insert, literal, select
+from sqlalchemy import Insert, Select, Text, bindparam, exists, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,15 +32,8 @@ async def add(session: AsyncSession, event: Contract) -> Envelope:
         )
     envelope = Envelope.wrap(event, correlation_id=current_correlation_id())
     key = event.ordering_key()
-    row = _row(envelope, topic=event.TOPIC, key=key)
-    # The key's lock and the row in one statement: a write pays one round trip for the outbox.
-    serialised = _key_lock(event.TOPIC, key).subquery("serialised")
-    values = select(
-        *(literal(value, outbox.c[name].type).label(name) for name, value in row.items()),
-        _failing(event.TOPIC, key).label("held"),
-    )
-    columns = [*row, "held"]
-    await session.execute(insert(outbox).from_select(columns, values.select_from(serialised)))
+    params = {**_row(envelope, topic=event.TOPIC, key=key), "lock_name": _lock_name(event.TOPIC, key)}
+    await session.execute(_ADD, params)
     return envelope
 
 
@@ -116,25 +109,43 @@ async def _lock_key(session: AsyncSession, topic: str, key: str) -> None:
     await session.execute(_key_lock(topic, key))
 
 
-def _failing(topic: str, key: str) -> Exists:
-    """Whether the key has a row the broker refused that waits to be tried again (relay.py).
+def _key_lock(topic: str, key: str) -> Select[Any]:
+    """Serialises the writers of one key until commit, so that its ids follow commit order."""
+    return select(func.pg_advisory_xact_lock(func.hashtextextended(_lock_name(topic, key), 0)))
 
-    A row written behind it is held: the relay's claim does not walk it until that row is
-    published or dead-lettered. Read from the index of leased rows, which are few.
+
+def _lock_name(topic: str, key: str) -> str:
+    return f"{topic}\x1f{key}"
+
+
+_COLUMNS = ("message_id", "topic", "key", "type", "schema_version", "correlation_id", "envelope")
+
+
+def _add_statement() -> Insert:
+    """The key's lock and the row in one statement: a write pays one round trip for the outbox.
+
+    The row is held if the key has a row the broker refused that waits to be tried again
+    (relay.py): the relay's claim does not walk it until that row is published or dead-lettered.
+    That check reads the index of leased rows, which are few.
     """
+    values = {name: bindparam(name, type_=outbox.c[name].type) for name in _COLUMNS}
+    lock = func.pg_advisory_xact_lock(func.hashtextextended(bindparam("lock_name", type_=Text), 0))
+    serialised = select(lock).subquery("serialised")
     failing = outbox.alias("failing")
-    return exists().where(
-        failing.c.topic == topic,
-        failing.c.key == key,
+    held = exists().where(
+        failing.c.topic == values["topic"],
+        failing.c.key == values["key"],
         failing.c.lease_expires_at.is_not(None),
         failing.c.last_error.is_not(None),
         failing.c.published_at.is_(None),
     )
+    row = select(*(value.label(name) for name, value in values.items()), held.label("held"))
+    return insert(outbox).from_select([*_COLUMNS, "held"], row.select_from(serialised))
 
 
-def _key_lock(topic: str, key: str) -> Select[Any]:
-    """Serialises the writers of one key until commit, so that its ids follow commit order."""
-    return select(func.pg_advisory_xact_lock(func.hashtextextended(f"{topic}\x1f{key}", 0)))
+# Built once and given its values at execution: `add` runs in every request that publishes, and
+# building and keying this statement on each call more than doubled its CPU (1.1 ms against 0.5).
+_ADD = _add_statement()
 
 
 def _row(envelope: Envelope, *, topic: str, key: str) -> dict[str, Any]:
