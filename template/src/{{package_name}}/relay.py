@@ -2,7 +2,8 @@
 
 A replica claims rows by taking a lease on them. Claims are serialised by an advisory lock and
 never include a row whose key is leased by anyone or which waits behind an older row of its key
-that is not due yet or held, so one replica at a time publishes a key, oldest row first. Rows
+that is not due yet or held, so one replica at a time publishes a key, oldest row first. A claim
+takes keys whole, oldest first, so that keys taking turns in a backlog are shared by replicas. Rows
 written behind a row the broker refused are held, out of the claim's way, until it is settled. Only the holder
 of a row's lease may mark it published; a replica whose lease ran out and was taken over just
 lets the new holder finish (the consumer's inbox absorbs the duplicate). A batch is published
@@ -74,10 +75,15 @@ _RELEASE_HELD = text(
             SELECT id FROM outbox WHERE held AND topic = released.topic AND key = released.key) AS row))
     """
 )
+# A batch takes keys whole, oldest first: the claimable rows of a window CLAIM_WINDOW times the
+# batch, ordered by their key's oldest row, then their own. Taking the batch's rows in plain id order
+# would spread it over every key of a backlog whose keys take turns, and leave another relay no key
+# to publish; this way a second relay takes the next keys meanwhile. Each key's rows in the batch
+# are a prefix of its claimable rows, so its order holds either way.
 _CLAIM = text(
     """
-    WITH claimable AS (
-        SELECT o.id FROM outbox o
+    WITH window_rows AS (
+        SELECT o.id, o.topic, o.key FROM outbox o
         WHERE o.published_at IS NULL AND NOT o.held
           AND o.available_at <= clock_timestamp()
           -- Order per key: no row of a key that anyone holds a lease on, and no row behind an
@@ -100,7 +106,13 @@ _CLAIM = text(
               SELECT 1 FROM outbox behind
               WHERE behind.held AND behind.topic = o.topic AND behind.key = o.key AND behind.id < o.id)
         ORDER BY o.id
-        LIMIT :batch_size
+        LIMIT :window_size
+    ),
+    by_key AS (
+        SELECT id, min(id) OVER (PARTITION BY topic, key) AS key_first FROM window_rows
+    ),
+    claimable AS (
+        SELECT id FROM by_key ORDER BY key_first, id LIMIT :batch_size
     )
     -- By primary key, always: a join may be planned as a scan of the whole table, history and all.
     UPDATE outbox SET lease_owner = :owner,
@@ -111,6 +123,7 @@ _CLAIM = text(
               outbox.addressed_to
     """
 )
+CLAIM_WINDOW = 2
 _COMPLETE = text(
     """
     UPDATE outbox SET published_at = now(), lease_owner = NULL, lease_expires_at = NULL,
@@ -286,6 +299,7 @@ class Relay:
                 _CLAIM,
                 {
                     "batch_size": self._settings.relay_batch_size,
+                    "window_size": self._settings.relay_batch_size * CLAIM_WINDOW,
                     "owner": self.owner,
                     "lease_ttl_s": self._settings.relay_lease_ttl_s,
                 },
