@@ -82,14 +82,21 @@ STALL_CHECKS = {
     "every poison message dead-lettered with its reason",
     "drained in time",
 }
-# aiokafka's log line for a completed join.
+# aiokafka's log lines for a completed join and for the join it sends again after a few seconds
+# without an assignment.
 JOINED = re.compile(r"Joined group '[^']*' \(generation \d+\)")
+REJOINING = re.compile(r"\(Re-\)joining group ")
 
 
 def idle_in_group(last_events: Sequence[str | None]) -> bool:
-    """Every worker's last word is a completed join: while nothing moves, they sit idle in a group
-    that hands out no work (tansu's known wedge, see EXIT_GROUP_STALLED)."""
-    return bool(last_events) and all(JOINED.match(event or "") for event in last_events)
+    """Every worker's last word is a join, completed or sent again, and at least one completed:
+    while nothing moves, they sit in a group that hands out no work (tansu's known wedge, see
+    EXIT_GROUP_STALLED). In it a member's join completes at the same generation again and again,
+    never followed by an assignment, and aiokafka sends it again every few seconds: which of the
+    two lines is a worker's last depends on the moment the drain gives up."""
+    events = [event or "" for event in last_events]
+    in_a_join = all(JOINED.match(event) or REJOINING.match(event) for event in events)
+    return in_a_join and any(JOINED.match(event) for event in events)
 
 
 class ChaosError(Exception):
