@@ -1069,7 +1069,12 @@ class Run:
         await asyncio.gather(*(s.term() for s in self.services if s.running))
         for service in self.services:
             with service.log.open("rb") as log:
-                service.stats.plain_log_lines += sum(1 for line in log if not _json_object(line))
+                plain = [line for line in log if not _json_object(line)]
+            service.stats.plain_log_lines += len(plain)
+            # The run directory goes at the end: the lines themselves are the only trace.
+            for line in plain[:5]:
+                text = line.decode(errors="replace").rstrip()
+                self.note(f"  {service.name}: not a JSON line: {text[:300]}")
 
 
 def _json_object(line: bytes) -> bool:
