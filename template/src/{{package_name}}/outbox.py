@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Insert, Select, Text, bindparam, exists, func, insert, select
+from sqlalchemy import Insert, Text, bindparam, exists, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -106,12 +106,11 @@ async def in_flight(session: AsyncSession, message_id: UUID) -> bool:
 
 
 async def _lock_key(session: AsyncSession, topic: str, key: str) -> None:
-    await session.execute(_key_lock(topic, key))
+    await session.execute(_KEY_LOCK, {"lock_name": _lock_name(topic, key)})
 
 
-def _key_lock(topic: str, key: str) -> Select[Any]:
-    """Serialises the writers of one key until commit, so that its ids follow commit order."""
-    return select(func.pg_advisory_xact_lock(func.hashtextextended(_lock_name(topic, key), 0)))
+# Serialises the writers of one key until commit, so that its ids follow commit order.
+_KEY_LOCK = select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("lock_name", type_=Text), 0)))
 
 
 def _lock_name(topic: str, key: str) -> str:
@@ -129,8 +128,7 @@ def _add_statement() -> Insert:
     That check reads the index of leased rows, which are few.
     """
     values = {name: bindparam(name, type_=outbox.c[name].type) for name in _COLUMNS}
-    lock = func.pg_advisory_xact_lock(func.hashtextextended(bindparam("lock_name", type_=Text), 0))
-    serialised = select(lock).subquery("serialised")
+    serialised = _KEY_LOCK.subquery("serialised")
     failing = outbox.alias("failing")
     held = exists().where(
         failing.c.topic == values["topic"],
