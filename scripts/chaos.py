@@ -60,6 +60,8 @@ FREEZE_S = 12.0
 AT_WORK_AFTER_S = 15.0
 # A process signalled before its handler is installed (the final stop) dies of SIGTERM: clean too.
 CLEAN_TERM_CODES: set[int | str] = {0, -signal.SIGTERM, "1 forced"}
+# Log lines printed of a process whose exit after SIGTERM was not clean.
+TERM_TAIL_LINES = 15
 # The exit margin of a service that does not name its own (SHUTDOWN_MARGIN_S in constants.py).
 DEFAULT_EXIT_MARGIN_S = 5.0
 # Beyond the service's own margin: its forced exit takes a moment too.
@@ -676,9 +678,20 @@ class Service:
             code = await proc.wait()
         self.stats.max_exit_s = max(self.stats.max_exit_s, time.monotonic() - started)
         # Status 1 after `shutdown_forced` is the service's own backstop at its bound: no crash.
-        self.stats.exit_codes[
-            "1 forced" if code == 1 and self._logged("shutdown_forced") else code
-        ] += 1
+        outcome = "1 forced" if code == 1 and self._logged("shutdown_forced") else code
+        self.stats.exit_codes[outcome] += 1
+        if outcome not in CLEAN_TERM_CODES:
+            # The run directory is removed at the end: the log's last lines are the only trace.
+            self._run.note(f"{self.name} ended with {code} after SIGTERM; its last log lines:")
+            for line in self._tail(TERM_TAIL_LINES):
+                self._run.note(f"  {self.name}: {line[:300]}")
+
+    def _tail(self, lines: int) -> list[str]:
+        """The last `lines` lines this process (since its last start) logged."""
+        with self.log.open("rb") as log:
+            log.seek(self._log_offset)
+            tail = log.read().splitlines()[-lines:]
+        return [line.decode(errors="replace").rstrip() for line in tail]
 
     def _logged(self, event: str) -> bool:
         with self.log.open("rb") as log:

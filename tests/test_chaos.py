@@ -7,14 +7,19 @@ unexpected dead letter or slow shutdown makes it exit non-zero, and this test fa
 
 from __future__ import annotations
 
+import asyncio
+import os
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from conftest import REPO, run_captured, tail
 
 sys.path.insert(0, str(REPO / "scripts"))
-from chaos import EXIT_GROUP_STALLED, idle_in_group
+from chaos import EXIT_GROUP_STALLED, KindStats, Run, Service, idle_in_group
 
 EVENTS = 2000
 KILLS = TERMS = 5  # of each kind, relay and worker
@@ -73,3 +78,48 @@ def test_a_group_stall_is_told_apart_only_when_every_worker_sits_in_a_join(
     last_events: list[str | None], stalled: bool
 ) -> None:
     assert idle_in_group(last_events) is stalled
+
+
+# A relay that logs its start, and on SIGTERM 20 lines and then `exit_code`.
+FAKE_RELAY = """\
+#!{python}
+import signal, sys, time
+def stop(*_):
+    for i in range(20):
+        print(f"shutdown line {{i}}", flush=True)
+    sys.exit({exit_code})
+signal.signal(signal.SIGTERM, stop)
+print('{{"event": "relay_started"}}', flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("exit_code", [2, 0])
+def test_an_unclean_exit_after_sigterm_prints_the_last_log_lines(
+    tmp_path: Path, exit_code: int
+) -> None:
+    (tmp_path / "logs").mkdir()
+    cli = tmp_path / "cli"
+    cli.write_text(FAKE_RELAY.format(python=sys.executable, exit_code=exit_code))
+    cli.chmod(0o755)
+    notes: list[str] = []
+    run = SimpleNamespace(
+        base=tmp_path, cli=cli, project=tmp_path, env=dict(os.environ), finishing=False,
+        stats={"relay": KindStats()}, exit_bound_s=10.0, note=notes.append,
+    )  # fmt: skip
+    relay = Service(cast(Run, run), "relay", 0)
+
+    async def start_and_term() -> None:
+        await relay.start()
+        async with asyncio.timeout(10):
+            while not relay.at_work():
+                await asyncio.sleep(0.05)
+        await relay.term()
+
+    asyncio.run(start_and_term())
+    assert relay.stats.exit_codes == {exit_code: 1}
+    shown = [note for note in notes if "shutdown line" in note]
+    if exit_code == 0:
+        assert shown == []
+    else:  # the last 15 lines of the 20: the run directory and the log go at the end
+        assert shown == [f"  relay-0: shutdown line {i}" for i in range(5, 20)]
