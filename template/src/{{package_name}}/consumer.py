@@ -8,10 +8,12 @@ cancelled task) means "not done": the adapter must leave the message to be deliv
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import structlog
 from pydantic import ValidationError
@@ -72,6 +74,7 @@ class Consumer:
         self._policy = RetryPolicy.from_settings(settings)
         self._handler_timeout_s = settings.handler_timeout_s
         self._contracts = {(c.EVENT_TYPE, c.SCHEMA_VERSION): c for c in handlers}
+        self._waiting: list[_Waiting] = []  # for the next batch to take (`_attempt`)
 
     async def process(self, delivery: Delivery) -> RetryLater | None:
         if delivery.addressed_to is not None and delivery.addressed_to != self.name:
@@ -85,11 +88,7 @@ class Consumer:
         except RejectedMessage as exc:
             await self._dead_letter(delivery, exc, reason=exc.reason, attempts=1, envelope=_maybe(delivery))
             return None
-        with structlog.contextvars.bound_contextvars(
-            correlation_id=envelope.correlation_id,
-            message_id=str(envelope.id),
-            event_type=envelope.type,
-        ):
+        with _context(envelope):
             return await self._process_event(delivery, envelope, event)
 
     def _decode(self, raw: bytes | str) -> tuple[Envelope, Contract]:
@@ -112,12 +111,7 @@ class Consumer:
     async def _process_event(
         self, delivery: Delivery, envelope: Envelope, event: Contract
     ) -> RetryLater | None:
-        # One connection for the attempt and the handler: a message costs one checkout (and its
-        # ping), not two. The handler's errors are dealt with once the connection is back.
-        async with self._engine.connect() as conn:
-            attempt = await self._record_attempt(conn, envelope)
-            due = not attempt.settled and attempt.number <= self._policy.max_attempts
-            outcome = await self._try(conn, envelope, event) if due else None
+        attempt, handled = await self._attempt(envelope, event)
         if attempt.settled:
             self._duplicate(envelope)
             return None
@@ -134,6 +128,12 @@ class Consumer:
                 envelope=envelope,
             )
             return None
+        outcome: bool | Exception
+        if handled is None:  # not handled with others: on its own, in this task
+            async with self._engine.connect() as conn:
+                outcome = await self._try(conn, envelope, event)
+        else:
+            outcome = handled
         if isinstance(outcome, Exception):
             return await self._failed(delivery, envelope, attempt.number, outcome)
         if not outcome:
@@ -143,14 +143,40 @@ class Consumer:
         log.info("message_processed", attempt=attempt.number)
         return None
 
-    async def _record_attempt(self, conn: AsyncConnection, envelope: Envelope) -> inbox.Attempt:
-        """Count the attempt in a statement that commits on its own (no BEGIN and COMMIT round
-        trips), before the handler runs: an attempt that kills the worker still counts."""
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        attempt = await inbox.record_attempt(conn, self.name, envelope.id)
-        await conn.commit()  # ends SQLAlchemy's own autobegun transaction; the row is in already
-        await conn.execution_options(isolation_level=conn.default_isolation_level)
-        return attempt
+    async def _attempt(self, envelope: Envelope, event: Contract) -> tuple[inbox.Attempt, bool | None]:
+        """Count the attempt, together with those of the messages arriving at the same moment.
+
+        Whoever comes first leads: it counts the attempts of all in one statement and, for two or
+        more, runs their handlers in one transaction (see `_Batch`). A message that comes alone
+        is a batch of one, with the statements it would have on its own.
+        """
+        while True:
+            waiting = _Waiting(envelope, event, asyncio.get_running_loop().create_future())
+            self._waiting.append(waiting)
+            if len(self._waiting) == 1:
+                await self._lead(waiting)
+            try:
+                return await waiting.result
+            except _CountAgain:
+                continue
+
+    async def _lead(self, own: _Waiting) -> None:
+        batch = _Batch(self)
+        try:
+            await asyncio.sleep(0)  # the deliveries ready to run now join this batch
+            batch.take(self._take_waiting())
+            await batch.run()
+        except BaseException:
+            own.result.cancel()  # the leader's message stops here, as a cancelled delivery would
+            if not batch.members:  # cut off before taking them: they must still hear back
+                batch.take(self._take_waiting())
+            await batch.finish()
+            raise
+        await batch.finish()
+
+    def _take_waiting(self) -> list[_Waiting]:
+        waiting, self._waiting = self._waiting, []
+        return waiting
 
     async def _try(self, conn: AsyncConnection, envelope: Envelope, event: Contract) -> bool | Exception:
         """Run the handler; its error is returned, not raised."""
@@ -159,7 +185,7 @@ class Consumer:
         except asyncio.CancelledError:
             # A shutdown or a rebalance stopped the handler: not the message's fault, so the
             # attempt must not count (a crash, which cannot get here, still counts).
-            await self._give_back(envelope)
+            await self._give_back([envelope.id])
             raise
         except Exception as exc:  # noqa: BLE001 - the error's `retriable` decides, in _failed
             return exc
@@ -170,30 +196,61 @@ class Consumer:
             async with self._sessionmaker(bind=conn) as session, session.begin():
                 if not await inbox.settle(session, self.name, envelope.id):
                     return False
-                with metrics.HANDLER_DURATION.labels(envelope.type).time():
-                    await self._handlers[type(event)](session, event, envelope)
+                await self._run_handler(session, envelope, event)
         return True
+
+    async def _run_handler(self, session: AsyncSession, envelope: Envelope, event: Contract) -> None:
+        with metrics.HANDLER_DURATION.labels(envelope.type).time():
+            await self._handlers[type(event)](session, event, envelope)
+
+    async def _record_attempts(
+        self, conn: AsyncConnection, message_ids: list[UUID]
+    ) -> dict[UUID, inbox.Attempt]:
+        """Count the attempts in a statement that commits on its own (no BEGIN and COMMIT round
+        trips), before any handler runs: an attempt that kills the worker still counts."""
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        attempts = await inbox.record_attempts(conn, self.name, message_ids)
+        await conn.commit()  # ends SQLAlchemy's own autobegun transaction; the rows are in already
+        await conn.execution_options(isolation_level=conn.default_isolation_level)
+        return attempts
+
+    async def _try_together(self, conn: AsyncConnection, together: list[_Waiting]) -> dict[UUID, bool]:
+        """Settle and handle the messages in one transaction: whether each was settled here (or
+        was a duplicate); nothing if any of them failed, as each is then tried on its own."""
+        message_ids = [waiting.envelope.id for waiting in together]
+        try:
+            async with asyncio.timeout(self._handler_timeout_s):
+                async with self._sessionmaker(bind=conn) as session, session.begin():
+                    fresh = await inbox.settle_all(session, self.name, message_ids)
+                    for waiting in together:
+                        if waiting.envelope.id in fresh:
+                            with _context(waiting.envelope):
+                                await self._run_handler(session, waiting.envelope, waiting.event)
+        except Exception as exc:  # noqa: BLE001 - tried alone next, each message's error is its own
+            log.info("messages_tried_alone", message_ids=_ids(message_ids), error=describe(exc))
+            return {}
+        return {message_id: message_id in fresh for message_id in message_ids}
 
     async def _wait_for_previous(self, envelope: Envelope, attempt: inbox.Attempt) -> RetryLater:
         """Past the attempts, but the previous attempt may still be running: a duplicate delivery
         handled side by side with it, not a worker that died. This one does not count, and looks
         again shortly: a duplicate once that attempt settles, a dead letter only once that attempt
         must have ended (HANDLER_TIMEOUT_S after it began)."""
-        await self._give_back(envelope, began_at=attempt.previous_at)
+        await self._give_back([envelope.id], began_at=attempt.previous_at)
         running_at_most_s = self._handler_timeout_s - (attempt.since_previous_s or 0.0)
         delay_s = min(running_at_most_s, _IN_PROGRESS_POLL_S)
         log.info("message_attempt_in_progress", attempt=attempt.number, retry_in_s=round(delay_s, 3))
         return RetryLater(delay_s)
 
-    async def _give_back(self, envelope: Envelope, *, began_at: datetime | None = None) -> None:
+    async def _give_back(self, message_ids: Collection[UUID], *, began_at: datetime | None = None) -> None:
         try:
             async with asyncio.timeout(_GIVE_BACK_TIMEOUT_S):
                 async with self._sessionmaker.begin() as session:
-                    await inbox.give_back(session, self.name, envelope.id, began_at=began_at)
+                    await inbox.give_back(session, self.name, message_ids, began_at=began_at)
         except Exception as exc:  # noqa: BLE001 - the attempt then counts: safe, only stricter
-            log.warning("inbox_give_back_failed", error=describe(exc))
+            log.warning("inbox_give_back_failed", error=describe(exc), message_ids=_ids(message_ids))
             return
-        log.info("message_attempt_given_back")
+        log.info("message_attempt_given_back", message_ids=_ids(message_ids))
 
     async def _failed(
         self, delivery: Delivery, envelope: Envelope, attempt: int, exc: Exception
@@ -263,6 +320,95 @@ class Consumer:
             error=letter.error_message,
             already_dead_lettered=not added,
         )
+
+
+@dataclass(eq=False, slots=True)
+class _Waiting:
+    """A message waiting for its attempt to be counted, and perhaps handled, with others."""
+
+    envelope: Envelope
+    event: Contract
+    result: asyncio.Future[tuple[inbox.Attempt, bool | None]]
+
+
+class _CountAgain(Exception):
+    """The batch stopped before its attempts were counted: the message joins the next one."""
+
+
+class _Batch:
+    """Messages whose attempts are counted in one statement, and whose handlers run in one
+    transaction when two or more are due and none is on its last attempt.
+
+    A batch costs the round trips of one message. If its transaction fails, none of it stays,
+    and each message is then tried on its own, in its own delivery's task: its outcome, its
+    error and its retry are its own. A message on its last attempt is always tried on its own,
+    so that an attempt still ends within HANDLER_TIMEOUT_S of its start (`_wait_for_previous`).
+    """
+
+    def __init__(self, consumer: Consumer) -> None:
+        self._consumer = consumer
+        self.members: list[_Waiting] = []
+        self.attempts: dict[UUID, inbox.Attempt] | None = None
+        self._handled: dict[UUID, bool] = {}
+
+    def take(self, waiting: list[_Waiting]) -> None:
+        """One delivery of each message: another delivery of the same one counts in the next batch."""
+        taken: set[UUID] = set()
+        for member in waiting:
+            if member.envelope.id not in taken:
+                taken.add(member.envelope.id)
+                self.members.append(member)
+            elif not member.result.done():
+                member.result.set_exception(_CountAgain())
+
+    async def run(self) -> None:
+        consumer = self._consumer
+        async with consumer._engine.connect() as conn:
+            self.attempts = await consumer._record_attempts(conn, [m.envelope.id for m in self.members])
+            together = [m for m in self.members if self._due(m) and not self._last(m)]
+            if len(together) > 1:
+                self._handled = await consumer._try_together(conn, together)
+
+    async def finish(self) -> None:
+        """Hand each member its attempt and whether it was handled; a member that stopped
+        waiting (its delivery was cancelled) and was not handled gets its attempt back."""
+        attempts = self.attempts
+        if attempts is None:
+            for member in self.members:
+                if not member.result.done():
+                    member.result.set_exception(_CountAgain())
+            return
+        cut_off = [m.envelope.id for m in self.members if m.result.cancelled() and self._due(m)]
+        for member in self.members:
+            if not member.result.done():
+                message_id = member.envelope.id
+                member.result.set_result((attempts[message_id], self._handled.get(message_id)))
+        if cut_off:
+            await self._consumer._give_back(cut_off)
+
+    def _due(self, member: _Waiting) -> bool:
+        """Whether the member's handler is still to run."""
+        assert self.attempts is not None
+        attempt = self.attempts[member.envelope.id]
+        unhandled = not attempt.settled and member.envelope.id not in self._handled
+        return unhandled and attempt.number <= self._consumer._policy.max_attempts
+
+    def _last(self, member: _Waiting) -> bool:
+        assert self.attempts is not None
+        return self.attempts[member.envelope.id].number == self._consumer._policy.max_attempts
+
+
+def _ids(message_ids: Collection[UUID]) -> list[str]:
+    return [str(message_id) for message_id in message_ids]
+
+
+def _context(envelope: Envelope) -> AbstractContextManager[None]:
+    """What each log line about the message carries."""
+    return structlog.contextvars.bound_contextvars(
+        correlation_id=envelope.correlation_id,
+        message_id=str(envelope.id),
+        event_type=envelope.type,
+    )
 
 
 def _check_handlers(handlers: Mapping[type[Contract], Handler]) -> None:
