@@ -40,6 +40,9 @@ _GIVE_BACK_TIMEOUT_S = 2.0
 # How often a delivery past the attempts looks again while another may still be handling it
 # (within Kafka's default inline retry, so the worker waits rather than queueing a retry).
 _IN_PROGRESS_POLL_S = 1.0
+# How long a batch's transaction takes on more handlers: beyond it, the rest run on their own,
+# side by side, so that one slow handler holds up the others once, not once per message.
+_TOGETHER_FOR_S = 0.01
 
 # The event parameter is typed per handler; the registry can only say "some contract".
 Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
@@ -75,6 +78,7 @@ class Consumer:
         self._handler_timeout_s = settings.handler_timeout_s
         self._contracts = {(c.EVENT_TYPE, c.SCHEMA_VERSION): c for c in handlers}
         self._waiting: list[_Waiting] = []  # for the next batch to take (`_attempt`)
+        self._batching = False
 
     async def process(self, delivery: Delivery) -> RetryLater | None:
         if delivery.addressed_to is not None and delivery.addressed_to != self.name:
@@ -146,14 +150,16 @@ class Consumer:
     async def _attempt(self, envelope: Envelope, event: Contract) -> tuple[inbox.Attempt, bool | None]:
         """Count the attempt, together with those of the messages arriving at the same moment.
 
-        Whoever comes first leads: it counts the attempts of all in one statement and, for two or
-        more, runs their handlers in one transaction (see `_Batch`). A message that comes alone
-        is a batch of one, with the statements it would have on its own.
+        One batch at a time: whoever comes while none runs leads the next. It counts the
+        attempts of all in one statement and, for two or more, runs their handlers in one
+        transaction (see `_Batch`). Those who come meanwhile wait for the batch after, so batches
+        grow with the load. A message that comes alone is a batch of one, with the statements it
+        would have on its own.
         """
         while True:
             waiting = _Waiting(envelope, event, asyncio.get_running_loop().create_future())
             self._waiting.append(waiting)
-            if len(self._waiting) == 1:
+            if not self._batching:
                 await self._lead(waiting)
             try:
                 return await waiting.result
@@ -161,6 +167,7 @@ class Consumer:
                 continue
 
     async def _lead(self, own: _Waiting) -> None:
+        self._batching = True
         batch = _Batch(self)
         try:
             await asyncio.sleep(0)  # the deliveries ready to run now join this batch
@@ -170,9 +177,13 @@ class Consumer:
             own.result.cancel()  # the leader's message stops here, as a cancelled delivery would
             if not batch.members:  # cut off before taking them: they must still hear back
                 batch.take(self._take_waiting())
-            await batch.finish()
             raise
-        await batch.finish()
+        finally:
+            self._batching = False
+            for waiting in self._take_waiting():  # came during this batch: one of them leads next
+                if not waiting.result.done():
+                    waiting.result.set_exception(_CountAgain())
+            await batch.finish()
 
     def _take_waiting(self) -> list[_Waiting]:
         waiting, self._waiting = self._waiting, []
@@ -215,21 +226,29 @@ class Consumer:
         return attempts
 
     async def _try_together(self, conn: AsyncConnection, together: list[_Waiting]) -> dict[UUID, bool]:
-        """Settle and handle the messages in one transaction: whether each was settled here (or
-        was a duplicate); nothing if any of them failed, as each is then tried on its own."""
+        """Settle and handle messages in one transaction, one after another while it is young:
+        whether each was settled here (False: a duplicate). Those left, and all of them if any
+        failed, are tried on their own, side by side."""
         message_ids = [waiting.envelope.id for waiting in together]
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._handler_timeout_s):
                 async with self._sessionmaker(bind=conn) as session, session.begin():
                     fresh = await inbox.settle_all(session, self.name, message_ids)
-                    for waiting in together:
-                        if waiting.envelope.id in fresh:
-                            with _context(waiting.envelope):
-                                await self._run_handler(session, waiting.envelope, waiting.event)
+                    handled = {message_id: False for message_id in message_ids if message_id not in fresh}
+                    young_until = loop.time() + _TOGETHER_FOR_S
+                    for waiting in (w for w in together if w.envelope.id in fresh):
+                        if handled and loop.time() > young_until:
+                            break  # a slow handler: the others must not wait for each other's too
+                        with _context(waiting.envelope):
+                            await self._run_handler(session, waiting.envelope, waiting.event)
+                        handled[waiting.envelope.id] = True
+                    if left := [message_id for message_id in fresh if message_id not in handled]:
+                        await inbox.unsettle(session, self.name, left)
         except Exception as exc:  # noqa: BLE001 - tried alone next, each message's error is its own
             log.info("messages_tried_alone", message_ids=_ids(message_ids), error=describe(exc))
             return {}
-        return {message_id: message_id in fresh for message_id in message_ids}
+        return handled
 
     async def _wait_for_previous(self, envelope: Envelope, attempt: inbox.Attempt) -> RetryLater:
         """Past the attempts, but the previous attempt may still be running: a duplicate delivery
@@ -355,10 +374,12 @@ class _Batch:
         """One delivery of each message: another delivery of the same one counts in the next batch."""
         taken: set[UUID] = set()
         for member in waiting:
+            if member.result.done():
+                continue  # its delivery was cancelled meanwhile
             if member.envelope.id not in taken:
                 taken.add(member.envelope.id)
                 self.members.append(member)
-            elif not member.result.done():
+            else:
                 member.result.set_exception(_CountAgain())
 
     async def run(self) -> None:

@@ -127,6 +127,15 @@ async def settle(session: AsyncSession, consumer: str, message_id: UUID) -> bool
     return bool(await settle_all(session, consumer, [message_id]))
 
 
+async def unsettle(session: AsyncSession, consumer: str, message_ids: Collection[UUID]) -> None:
+    """Undo `settle_all` in the same transaction, for messages whose handlers it did not run."""
+    await session.execute(
+        update(inbox)
+        .where(inbox.c.consumer == consumer, inbox.c.message_id.in_(message_ids))
+        .values(processed_at=None)
+    )
+
+
 async def record_failure(session: AsyncSession, consumer: str, message_id: UUID, error: str) -> None:
     await session.execute(
         update(inbox)
