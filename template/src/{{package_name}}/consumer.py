@@ -40,8 +40,8 @@ _GIVE_BACK_TIMEOUT_S = 2.0
 # How often a delivery past the attempts looks again while another may still be handling it
 # (within Kafka's default inline retry, so the worker waits rather than queueing a retry).
 _IN_PROGRESS_POLL_S = 1.0
-# How long a batch's transaction takes on more handlers: beyond it, the rest run on their own,
-# side by side, so that one slow handler holds up the others once, not once per message.
+# How long a batch's transaction takes on more handlers: the messages whose handlers have not
+# begun by then run on their own, side by side, so that a slow handler holds up no other.
 _TOGETHER_FOR_S = 0.01
 
 # The event parameter is typed per handler; the registry can only say "some contract".
@@ -115,7 +115,7 @@ class Consumer:
     async def _process_event(
         self, delivery: Delivery, envelope: Envelope, event: Contract
     ) -> RetryLater | None:
-        attempt, handled = await self._attempt(envelope, event)
+        attempt, outcome = await self._attempt(envelope, event)
         if attempt.settled:
             self._duplicate(envelope)
             return None
@@ -132,12 +132,9 @@ class Consumer:
                 envelope=envelope,
             )
             return None
-        outcome: bool | Exception
-        if handled is None:  # not handled with others: on its own, in this task
+        if outcome is None:  # not tried with others: on its own, in this task
             async with self._engine.connect() as conn:
                 outcome = await self._try(conn, envelope, event)
-        else:
-            outcome = handled
         if isinstance(outcome, Exception):
             return await self._failed(delivery, envelope, attempt.number, outcome)
         if not outcome:
@@ -147,7 +144,9 @@ class Consumer:
         log.info("message_processed", attempt=attempt.number)
         return None
 
-    async def _attempt(self, envelope: Envelope, event: Contract) -> tuple[inbox.Attempt, bool | None]:
+    async def _attempt(
+        self, envelope: Envelope, event: Contract
+    ) -> tuple[inbox.Attempt, bool | Exception | None]:
         """Count the attempt, together with those of the messages arriving at the same moment.
 
         One batch at a time: whoever comes while none runs leads the next. It counts the
@@ -224,31 +223,6 @@ class Consumer:
         await conn.commit()  # ends SQLAlchemy's own autobegun transaction; the rows are in already
         await conn.execution_options(isolation_level=conn.default_isolation_level)
         return attempts
-
-    async def _try_together(self, conn: AsyncConnection, together: list[_Waiting]) -> dict[UUID, bool]:
-        """Settle and handle messages in one transaction, one after another while it is young:
-        whether each was settled here (False: a duplicate). Those left, and all of them if any
-        failed, are tried on their own, side by side."""
-        message_ids = [waiting.envelope.id for waiting in together]
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(self._handler_timeout_s):
-                async with self._sessionmaker(bind=conn) as session, session.begin():
-                    fresh = await inbox.settle_all(session, self.name, message_ids)
-                    handled = {message_id: False for message_id in message_ids if message_id not in fresh}
-                    young_until = loop.time() + _TOGETHER_FOR_S
-                    for waiting in (w for w in together if w.envelope.id in fresh):
-                        if handled and loop.time() > young_until:
-                            break  # a slow handler: the others must not wait for each other's too
-                        with _context(waiting.envelope):
-                            await self._run_handler(session, waiting.envelope, waiting.event)
-                        handled[waiting.envelope.id] = True
-                    if left := [message_id for message_id in fresh if message_id not in handled]:
-                        await inbox.unsettle(session, self.name, left)
-        except Exception as exc:  # noqa: BLE001 - tried alone next, each message's error is its own
-            log.info("messages_tried_alone", message_ids=_ids(message_ids), error=describe(exc))
-            return {}
-        return handled
 
     async def _wait_for_previous(self, envelope: Envelope, attempt: inbox.Attempt) -> RetryLater:
         """Past the attempts, but the previous attempt may still be running: a duplicate delivery
@@ -347,7 +321,7 @@ class _Waiting:
 
     envelope: Envelope
     event: Contract
-    result: asyncio.Future[tuple[inbox.Attempt, bool | None]]
+    result: asyncio.Future[tuple[inbox.Attempt, bool | Exception | None]]
 
 
 class _CountAgain(Exception):
@@ -355,20 +329,26 @@ class _CountAgain(Exception):
 
 
 class _Batch:
-    """Messages whose attempts are counted in one statement, and whose handlers run in one
-    transaction when two or more are due and none is on its last attempt.
+    """Messages whose attempts are counted in one statement, and whose handlers run one after
+    another in one transaction, each settling its inbox row first, as on its own.
 
-    A batch costs the round trips of one message. If its transaction fails, none of it stays,
-    and each message is then tried on its own, in its own delivery's task: its outcome, its
-    error and its retry are its own. A message on its last attempt is always tried on its own,
-    so that an attempt still ends within HANDLER_TIMEOUT_S of its start (`_wait_for_previous`).
+    A batch costs a message's round trips to count the attempts, begin and commit, shared.
+    Whatever it cannot decide for a message, the message's own delivery does on its own, in its
+    own task and transaction:
+    - a message on its last attempt, so that the attempt still ends within HANDLER_TIMEOUT_S of
+      its start (`_wait_for_previous`);
+    - the messages whose handlers have not begun when the transaction is `_TOGETHER_FOR_S` old:
+      they go at once, so a slow handler holds up no other (different keys run side by side);
+    - after a handler fails: its error is its message's outcome (the handler ran once for that
+      attempt), the transaction rolls back, and the others go, those before it to run again.
     """
 
     def __init__(self, consumer: Consumer) -> None:
         self._consumer = consumer
         self.members: list[_Waiting] = []
         self.attempts: dict[UUID, inbox.Attempt] | None = None
-        self._handled: dict[UUID, bool] = {}
+        self._tried: dict[UUID, bool | Exception] = {}
+        self._begun: set[UUID] = set()
 
     def take(self, waiting: list[_Waiting]) -> None:
         """One delivery of each message: another delivery of the same one counts in the next batch."""
@@ -387,12 +367,52 @@ class _Batch:
         async with consumer._engine.connect() as conn:
             self.attempts = await consumer._record_attempts(conn, [m.envelope.id for m in self.members])
             together = [m for m in self.members if self._due(m) and not self._last(m)]
-            if len(together) > 1:
-                self._handled = await consumer._try_together(conn, together)
+            if len(together) < 2:
+                return
+            loop = asyncio.get_running_loop()
+            release = loop.call_later(_TOGETHER_FOR_S, self._release, together)
+            try:
+                self._tried = await self._try_together(conn, together)
+            finally:
+                release.cancel()
+
+    async def _try_together(
+        self, conn: AsyncConnection, together: list[_Waiting]
+    ) -> dict[UUID, bool | Exception]:
+        """Each message's outcome: whether it was settled here (False: a duplicate), or its
+        handler's error; nothing for the rest if a handler failed."""
+        consumer = self._consumer
+        tried: dict[UUID, bool | Exception] = {}
+        running: UUID | None = None
+        try:
+            async with asyncio.timeout(consumer._handler_timeout_s):
+                async with consumer._sessionmaker(bind=conn) as session, session.begin():
+                    for member in together:
+                        if member.result.done():
+                            continue  # released to run on its own, or its delivery was cancelled
+                        running = member.envelope.id
+                        self._begun.add(running)
+                        if await inbox.settle(session, consumer.name, running):
+                            with _context(member.envelope):
+                                await consumer._run_handler(session, member.envelope, member.event)
+                            tried[running] = True
+                        else:
+                            tried[running] = False
+                        running = None
+        except Exception as exc:  # noqa: BLE001 - the failed handler's outcome; the rest go alone
+            log.info("messages_tried_alone", message_ids=_ids(tried), error=describe(exc))
+            return {} if running is None else {running: exc}
+        return tried
+
+    def _release(self, together: list[_Waiting]) -> None:
+        assert self.attempts is not None
+        for member in together:
+            if member.envelope.id not in self._begun and not member.result.done():
+                member.result.set_result((self.attempts[member.envelope.id], None))
 
     async def finish(self) -> None:
-        """Hand each member its attempt and whether it was handled; a member that stopped
-        waiting (its delivery was cancelled) and was not handled gets its attempt back."""
+        """Hand each member its attempt and its outcome if it was tried; a member that stopped
+        waiting (its delivery was cancelled) and was not tried gets its attempt back."""
         attempts = self.attempts
         if attempts is None:
             for member in self.members:
@@ -403,7 +423,7 @@ class _Batch:
         for member in self.members:
             if not member.result.done():
                 message_id = member.envelope.id
-                member.result.set_result((attempts[message_id], self._handled.get(message_id)))
+                member.result.set_result((attempts[message_id], self._tried.get(message_id)))
         if cut_off:
             await self._consumer._give_back(cut_off)
 
@@ -411,8 +431,8 @@ class _Batch:
         """Whether the member's handler is still to run."""
         assert self.attempts is not None
         attempt = self.attempts[member.envelope.id]
-        unhandled = not attempt.settled and member.envelope.id not in self._handled
-        return unhandled and attempt.number <= self._consumer._policy.max_attempts
+        untried = not attempt.settled and member.envelope.id not in self._tried
+        return untried and attempt.number <= self._consumer._policy.max_attempts
 
     def _last(self, member: _Waiting) -> bool:
         assert self.attempts is not None

@@ -31,8 +31,8 @@ class Attempt:
 
 
 # Built once: building and keying an upsert per message cost more than the database's work.
-# A statement counts or settles several messages at once; in id order, so that two workers
-# with some of the same messages lock their rows in the same order and never deadlock.
+# One statement counts the attempts of several messages; in id order, so that two workers with
+# some of the same messages lock their rows in the same order and never deadlock.
 _messages = (
     func.unnest(bindparam("message_ids", type_=ARRAY(Uuid)))
     .table_valued("message_id")
@@ -75,12 +75,7 @@ _RECORD_ATTEMPTS = (
 )
 _SETTLE = (
     insert(inbox)
-    .from_select(
-        ["consumer", "message_id", "processed_at"],
-        select(bindparam("consumer", type_=Text), _messages.c.message_id, func.now()).order_by(
-            _messages.c.message_id
-        ),
-    )
+    .values(consumer=bindparam("consumer"), message_id=bindparam("message_id"), processed_at=func.now())
     .on_conflict_do_update(
         constraint="pk_inbox",
         set_={"processed_at": func.now()},
@@ -112,28 +107,14 @@ async def record_attempt(session: AsyncSession | AsyncConnection, consumer: str,
     return (await record_attempts(session, consumer, [message_id]))[message_id]
 
 
-async def settle_all(session: AsyncSession, consumer: str, message_ids: Collection[UUID]) -> set[UUID]:
-    """Mark the messages settled: those that were not yet (the others were, by a duplicate delivery).
+async def settle(session: AsyncSession, consumer: str, message_id: UUID) -> bool:
+    """Mark the message settled; False if it already was (by a duplicate delivery).
 
-    The row locks this takes make a concurrent delivery of the same message wait for our
+    The row lock this takes makes a concurrent delivery of the same message wait for our
     commit and then find the message settled; if we roll back, it may settle it instead.
     """
-    params = {"consumer": consumer, "message_ids": list(message_ids)}
-    return set((await session.execute(_SETTLE, params)).scalars())
-
-
-async def settle(session: AsyncSession, consumer: str, message_id: UUID) -> bool:
-    """Mark the message settled; False if it already was (see `settle_all`)."""
-    return bool(await settle_all(session, consumer, [message_id]))
-
-
-async def unsettle(session: AsyncSession, consumer: str, message_ids: Collection[UUID]) -> None:
-    """Undo `settle_all` in the same transaction, for messages whose handlers it did not run."""
-    await session.execute(
-        update(inbox)
-        .where(inbox.c.consumer == consumer, inbox.c.message_id.in_(message_ids))
-        .values(processed_at=None)
-    )
+    params = {"consumer": consumer, "message_id": message_id}
+    return (await session.execute(_SETTLE, params)).first() is not None
 
 
 async def record_failure(session: AsyncSession, consumer: str, message_id: UUID, error: str) -> None:
