@@ -101,6 +101,13 @@ def idle_in_group(last_events: Sequence[str | None]) -> bool:
     return in_a_join and any(JOINED.match(event) for event in events)
 
 
+def shortened(line: str, *, head: int = 200, tail: int = 1500) -> str:
+    """A long log line's start and its end: a traceback's last frames and error are at the end."""
+    if len(line) <= head + tail:
+        return line
+    return f"{line[:head]} [...] {line[-tail:]}"
+
+
 class ChaosError(Exception):
     """The run could not be carried out (a server did not start, the API never got ready...)."""
 
@@ -684,7 +691,7 @@ class Service:
             # The run directory is removed at the end: the log's last lines are the only trace.
             self._run.note(f"{self.name} ended with {code} after SIGTERM; its last log lines:")
             for line in self._tail(TERM_TAIL_LINES):
-                self._run.note(f"  {self.name}: {line[:300]}")
+                self._run.note(f"  {self.name}: {shortened(line)}")
 
     def _tail(self, lines: int) -> list[str]:
         """The last `lines` lines this process (since its last start) logged."""

@@ -19,7 +19,7 @@ import pytest
 from conftest import REPO, run_captured, tail
 
 sys.path.insert(0, str(REPO / "scripts"))
-from chaos import EXIT_GROUP_STALLED, KindStats, Run, Service, idle_in_group
+from chaos import EXIT_GROUP_STALLED, KindStats, Run, Service, idle_in_group, shortened
 
 EVENTS = 2000
 KILLS = TERMS = 5  # of each kind, relay and worker
@@ -123,3 +123,12 @@ def test_an_unclean_exit_after_sigterm_prints_the_last_log_lines(
         assert shown == []
     else:  # the last 15 lines of the 20: the run directory and the log go at the end
         assert shown == [f"  relay-0: shutdown line {i}" for i in range(5, 20)]
+
+
+def test_a_long_log_line_keeps_its_end_where_a_traceback_says_what_failed() -> None:
+    line = '{"exception": "Traceback ' + "x" * 5000 + ' ValueError: the cause"}'
+    short = shortened(line)
+    assert short.startswith('{"exception": "Traceback')
+    assert short.endswith('ValueError: the cause"}')
+    assert len(short) < 2000
+    assert shortened("short") == "short"
