@@ -204,14 +204,16 @@ class Consumer:
         """Run the handler and settle the inbox in one transaction; False for a duplicate."""
         async with asyncio.timeout(self._handler_timeout_s):
             async with self._sessionmaker(bind=conn) as session, session.begin():
-                if not await inbox.settle(session, self.name, envelope.id):
-                    return False
-                await self._run_handler(session, envelope, event)
-        return True
+                return await self._settle_and_handle(session, envelope, event)
 
-    async def _run_handler(self, session: AsyncSession, envelope: Envelope, event: Contract) -> None:
+    async def _settle_and_handle(self, session: AsyncSession, envelope: Envelope, event: Contract) -> bool:
+        """Settle the inbox row, then run the handler, in the caller's transaction; False for a
+        duplicate (settled already: the handler does not run)."""
+        if not await inbox.settle(session, self.name, envelope.id):
+            return False
         with metrics.HANDLER_DURATION.labels(envelope.type).time():
             await self._handlers[type(event)](session, event, envelope)
+        return True
 
     async def _record_attempts(
         self, conn: AsyncConnection, message_ids: list[UUID]
@@ -392,12 +394,10 @@ class _Batch:
                             continue  # released to run on its own, or its delivery was cancelled
                         running = member.envelope.id
                         self._begun.add(running)
-                        if await inbox.settle(session, consumer.name, running):
-                            with _context(member.envelope):
-                                await consumer._run_handler(session, member.envelope, member.event)
-                            tried[running] = True
-                        else:
-                            tried[running] = False
+                        with _context(member.envelope):
+                            tried[running] = await consumer._settle_and_handle(
+                                session, member.envelope, member.event
+                            )
                         running = None
         except Exception as exc:  # noqa: BLE001 - the failed handler's outcome; the rest go alone
             log.info("messages_tried_alone", message_ids=_ids(tried), error=describe(exc))
