@@ -43,6 +43,9 @@ _IN_PROGRESS_POLL_S = 1.0
 # How long a batch's transaction takes on more handlers: the messages whose handlers have not
 # begun by then run on their own, side by side, so that a slow handler holds up no other.
 _TOGETHER_FOR_S = 0.01
+# Batches running at once, each on a connection of its own: while one waits on the database,
+# the next counts its attempts or runs its handlers.
+_BATCHES_AT_ONCE = 2
 
 # The event parameter is typed per handler; the registry can only say "some contract".
 Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
@@ -78,7 +81,7 @@ class Consumer:
         self._handler_timeout_s = settings.handler_timeout_s
         self._contracts = {(c.EVENT_TYPE, c.SCHEMA_VERSION): c for c in handlers}
         self._waiting: list[_Waiting] = []  # for the next batch to take (`_attempt`)
-        self._batching = False
+        self._running: set[_Batch] = set()
 
     async def process(self, delivery: Delivery) -> RetryLater | None:
         if delivery.addressed_to is not None and delivery.addressed_to != self.name:
@@ -149,16 +152,16 @@ class Consumer:
     ) -> tuple[inbox.Attempt, bool | Exception | None]:
         """Count the attempt, together with those of the messages arriving at the same moment.
 
-        One batch at a time: whoever comes while none runs leads the next. It counts the
-        attempts of all in one statement and, for two or more, runs their handlers in one
-        transaction (see `_Batch`). Those who come meanwhile wait for the batch after, so batches
-        grow with the load. A message that comes alone is a batch of one, with the statements it
-        would have on its own.
+        Up to `_BATCHES_AT_ONCE` batches at a time: whoever comes while fewer run leads the
+        next. It counts the attempts of all in one statement and, for two or more, runs their
+        handlers in one transaction (see `_Batch`). Those who come while the batches are all
+        running wait for a batch after, so batches grow with the load. A message that comes alone
+        is a batch of one, with the statements it would have on its own.
         """
         while True:
             waiting = _Waiting(envelope, event, asyncio.get_running_loop().create_future())
             self._waiting.append(waiting)
-            if not self._batching:
+            if len(self._running) < _BATCHES_AT_ONCE:
                 await self._lead(waiting)
             try:
                 return await waiting.result
@@ -166,23 +169,37 @@ class Consumer:
                 continue
 
     async def _lead(self, own: _Waiting) -> None:
-        self._batching = True
         batch = _Batch(self)
+        self._running.add(batch)
         try:
             await asyncio.sleep(0)  # the deliveries ready to run now join this batch
-            batch.take(self._take_waiting())
-            await batch.run()
+            self._waiting = batch.take(self._take_waiting(), busy=self._busy(but=batch))
+            if batch.members:
+                await batch.run()
         except BaseException:
             own.result.cancel()  # the leader's message stops here, as a cancelled delivery would
-            if not batch.members:  # cut off before taking them: they must still hear back
-                batch.take(self._take_waiting())
             raise
         finally:
-            self._batching = False
-            for waiting in self._take_waiting():  # came during this batch: one of them leads next
-                if not waiting.result.done():
-                    waiting.result.set_exception(_CountAgain())
+            self._running.discard(batch)
+            self._wake_waiting()
             await batch.finish()
+
+    def _wake_waiting(self) -> None:
+        """The deliveries waiting go again, one of them to lead the next batch; except those
+        whose message is in a batch still running: that batch wakes them when it ends, and each
+        finds out then whether it is a duplicate."""
+        busy = self._busy()
+        left: list[_Waiting] = []
+        for waiting in self._take_waiting():
+            if waiting.envelope.id in busy:
+                left.append(waiting)
+            elif not waiting.result.done():
+                waiting.result.set_exception(_CountAgain())
+        self._waiting = left
+
+    def _busy(self, *, but: _Batch | None = None) -> set[UUID]:
+        """The messages in the batches running, but `but`."""
+        return {m.envelope.id for batch in self._running if batch is not but for m in batch.members}
 
     def _take_waiting(self) -> list[_Waiting]:
         waiting, self._waiting = self._waiting, []
@@ -211,9 +228,12 @@ class Consumer:
         duplicate (settled already: the handler does not run)."""
         if not await inbox.settle(session, self.name, envelope.id):
             return False
+        await self._run_handler(session, envelope, event)
+        return True
+
+    async def _run_handler(self, session: AsyncSession, envelope: Envelope, event: Contract) -> None:
         with metrics.HANDLER_DURATION.labels(envelope.type).time():
             await self._handlers[type(event)](session, event, envelope)
-        return True
 
     async def _record_attempts(
         self, conn: AsyncConnection, message_ids: list[UUID]
@@ -330,19 +350,25 @@ class _CountAgain(Exception):
     """The batch stopped before its attempts were counted: the message joins the next one."""
 
 
+class _SettledMeanwhile(Exception):
+    """Another delivery settled a message of the batch while its handler ran here."""
+
+
 class _Batch:
     """Messages whose attempts are counted in one statement, and whose handlers run one after
-    another in one transaction, each settling its inbox row first, as on its own.
+    another in one transaction, which then settles their inbox rows in one statement.
 
-    A batch costs a message's round trips to count the attempts, begin and commit, shared.
-    Whatever it cannot decide for a message, the message's own delivery does on its own, in its
-    own task and transaction:
+    A batch costs a message's round trips to count the attempts, begin, settle and commit,
+    shared. Whatever it cannot decide for a message, the message's own delivery does on its own,
+    in its own task and transaction:
     - a message on its last attempt, so that the attempt still ends within HANDLER_TIMEOUT_S of
       its start (`_wait_for_previous`);
     - the messages whose handlers have not begun when the transaction is `_TOGETHER_FOR_S` old:
       they go at once, so a slow handler holds up no other (different keys run side by side);
     - after a handler fails: its error is its message's outcome (the handler ran once for that
-      attempt), the transaction rolls back, and the others go, those before it to run again.
+      attempt), the transaction rolls back, and the others go, those before it to run again;
+    - when another delivery settled one of the messages meanwhile: the transaction rolls back
+      and all go, each to find out on its own whether it is a duplicate.
     """
 
     def __init__(self, consumer: Consumer) -> None:
@@ -352,17 +378,19 @@ class _Batch:
         self._tried: dict[UUID, bool | Exception] = {}
         self._begun: set[UUID] = set()
 
-    def take(self, waiting: list[_Waiting]) -> None:
-        """One delivery of each message: another delivery of the same one counts in the next batch."""
-        taken: set[UUID] = set()
+    def take(self, waiting: list[_Waiting], *, busy: set[UUID]) -> list[_Waiting]:
+        """One delivery of each message not in a batch running already (`busy`); the others are
+        left to wait, so that no two deliveries of a message run side by side."""
+        left: list[_Waiting] = []
         for member in waiting:
             if member.result.done():
                 continue  # its delivery was cancelled meanwhile
-            if member.envelope.id not in taken:
-                taken.add(member.envelope.id)
-                self.members.append(member)
+            if member.envelope.id in busy:
+                left.append(member)
             else:
-                member.result.set_exception(_CountAgain())
+                busy.add(member.envelope.id)
+                self.members.append(member)
+        return left
 
     async def run(self) -> None:
         consumer = self._consumer
@@ -381,10 +409,15 @@ class _Batch:
     async def _try_together(
         self, conn: AsyncConnection, together: list[_Waiting]
     ) -> dict[UUID, bool | Exception]:
-        """Each message's outcome: whether it was settled here (False: a duplicate), or its
-        handler's error; nothing for the rest if a handler failed."""
+        """True for each message handled and settled here; or the failed handler's error, and
+        nothing for the rest.
+
+        The rows are settled after the handlers, in one statement: settling each first would
+        lock a row that a released message, running on its own, must wait for. A message found
+        settled by then had its effect elsewhere, so this transaction must not commit.
+        """
         consumer = self._consumer
-        tried: dict[UUID, bool | Exception] = {}
+        handled: list[UUID] = []
         running: UUID | None = None
         try:
             async with asyncio.timeout(consumer._handler_timeout_s):
@@ -395,14 +428,15 @@ class _Batch:
                         running = member.envelope.id
                         self._begun.add(running)
                         with _context(member.envelope):
-                            tried[running] = await consumer._settle_and_handle(
-                                session, member.envelope, member.event
-                            )
+                            await consumer._run_handler(session, member.envelope, member.event)
+                        handled.append(running)
                         running = None
+                    if len(await inbox.settle_all(session, consumer.name, handled)) < len(handled):
+                        raise _SettledMeanwhile("another delivery settled a message of the batch")
         except Exception as exc:  # noqa: BLE001 - the failed handler's outcome; the rest go alone
-            log.info("messages_tried_alone", message_ids=_ids(tried), error=describe(exc))
+            log.info("messages_tried_alone", message_ids=_ids(handled), error=describe(exc))
             return {} if running is None else {running: exc}
-        return tried
+        return dict.fromkeys(handled, True)
 
     def _release(self, together: list[_Waiting]) -> None:
         assert self.attempts is not None

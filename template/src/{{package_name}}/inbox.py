@@ -73,6 +73,22 @@ _RECORD_ATTEMPTS = (
         func.extract("epoch", func.clock_timestamp() - _previous_at).label("since_previous_s"),
     )
 )
+# Settles several messages at once, locking their rows in id order as `_RECORD_ATTEMPTS` does.
+_SETTLE_ALL = (
+    insert(inbox)
+    .from_select(
+        ["consumer", "message_id", "processed_at"],
+        select(bindparam("consumer", type_=Text), _messages.c.message_id, func.now()).order_by(
+            _messages.c.message_id
+        ),
+    )
+    .on_conflict_do_update(
+        constraint="pk_inbox",
+        set_={"processed_at": func.now()},
+        where=inbox.c.processed_at.is_(None),
+    )
+    .returning(inbox.c.message_id)
+)
 _SETTLE = (
     insert(inbox)
     .values(consumer=bindparam("consumer"), message_id=bindparam("message_id"), processed_at=func.now())
@@ -115,6 +131,12 @@ async def settle(session: AsyncSession, consumer: str, message_id: UUID) -> bool
     """
     params = {"consumer": consumer, "message_id": message_id}
     return (await session.execute(_SETTLE, params)).first() is not None
+
+
+async def settle_all(session: AsyncSession, consumer: str, message_ids: Collection[UUID]) -> set[UUID]:
+    """Mark the messages settled (distinct ids): those that were not yet, as `settle` does."""
+    params = {"consumer": consumer, "message_ids": list(message_ids)}
+    return set((await session.execute(_SETTLE_ALL, params)).scalars())
 
 
 async def record_failure(session: AsyncSession, consumer: str, message_id: UUID, error: str) -> None:
