@@ -73,8 +73,8 @@ _RECORD_ATTEMPTS = (
         func.extract("epoch", func.clock_timestamp() - _previous_at).label("since_previous_s"),
     )
 )
-# Settles several messages at once, locking their rows in id order as `_RECORD_ATTEMPTS` does.
-_SETTLE_ALL = (
+# Settles messages, several at once in id order (locking their rows as `_RECORD_ATTEMPTS` does).
+_SETTLE = (
     insert(inbox)
     .from_select(
         ["consumer", "message_id", "processed_at"],
@@ -82,16 +82,6 @@ _SETTLE_ALL = (
             _messages.c.message_id
         ),
     )
-    .on_conflict_do_update(
-        constraint="pk_inbox",
-        set_={"processed_at": func.now()},
-        where=inbox.c.processed_at.is_(None),
-    )
-    .returning(inbox.c.message_id)
-)
-_SETTLE = (
-    insert(inbox)
-    .values(consumer=bindparam("consumer"), message_id=bindparam("message_id"), processed_at=func.now())
     .on_conflict_do_update(
         constraint="pk_inbox",
         set_={"processed_at": func.now()},
@@ -129,14 +119,13 @@ async def settle(session: AsyncSession, consumer: str, message_id: UUID) -> bool
     The row lock this takes makes a concurrent delivery of the same message wait for our
     commit and then find the message settled; if we roll back, it may settle it instead.
     """
-    params = {"consumer": consumer, "message_id": message_id}
-    return (await session.execute(_SETTLE, params)).first() is not None
+    return message_id in await settle_all(session, consumer, [message_id])
 
 
 async def settle_all(session: AsyncSession, consumer: str, message_ids: Collection[UUID]) -> set[UUID]:
-    """Mark the messages settled (distinct ids): those that were not yet, as `settle` does."""
+    """Mark the messages settled (distinct ids); the ids of those that were not settled yet."""
     params = {"consumer": consumer, "message_ids": list(message_ids)}
-    return set((await session.execute(_SETTLE_ALL, params)).scalars())
+    return set((await session.execute(_SETTLE, params)).scalars())
 
 
 async def record_failure(session: AsyncSession, consumer: str, message_id: UUID, error: str) -> None:
