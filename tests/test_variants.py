@@ -33,10 +33,10 @@ REQUIRED_ENV = {
 }
 # A rendered suite's server URLs (TEST_DATABASE_URL, TEST_KAFKA_BOOTSTRAP_SERVERS, ...) end so.
 SERVER_URL_SUFFIXES = ("_URL", "_BOOTSTRAP_SERVERS")
-# One variant's whole suite: uv sync, lint, type check and every integration test. About four times
-# the slowest suite on a loaded 2-core machine (a Kafka suite: 4 min; over 15 min with a second CI
-# run beside it on a slow day), so that a suite that hangs (each of its tests is bounded at 300 s)
-# fails in time for the rest of a 90-minute CI run.
+# One variant's whole suite: uv sync, lint, type check and every integration test. Five times the
+# slowest suite on a loaded 2-core machine (a Kafka suite: 4 min), beyond the 15 min one took with a
+# second CI run beside it on a slow day, so that a suite that hangs (each of its tests is bounded at
+# 300 s) fails in time for the rest of a 90-minute CI run.
 TIMEOUT_S = float(os.environ.get("VARIANT_TIMEOUT_S", "1200"))
 # The server kind of each broker, as the rendered suites name their containers and images.
 BROKER_SERVER = {"arq": "redis"}
