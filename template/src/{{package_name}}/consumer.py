@@ -8,8 +8,8 @@ cancelled task) means "not done": the adapter must leave the message to be deliv
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -40,9 +40,10 @@ _GIVE_BACK_TIMEOUT_S = 2.0
 # How often a delivery past the attempts looks again while another may still be handling it
 # (within Kafka's default inline retry, so the worker waits rather than queueing a retry).
 _IN_PROGRESS_POLL_S = 1.0
-# How long a batch's transaction takes on more handlers: the messages whose handlers have not
-# begun by then run on their own, side by side, so that a slow handler holds up no other.
-_TOGETHER_FOR_S = 0.01
+# A batch's handler running longer than this is slow: the messages whose handlers have not begun
+# run on their own at once, side by side, so that it holds up no other. Per handler, not per
+# batch: a busy worker's batch of quick handlers takes longer than this, and must not break up.
+_SLOW_HANDLER_S = 0.01
 # Batches running at once, each on a connection of its own: while one waits on the database,
 # the next counts its attempts or runs its handlers.
 _BATCHES_AT_ONCE = 2
@@ -82,6 +83,9 @@ class Consumer:
         self._contracts = {(c.EVENT_TYPE, c.SCHEMA_VERSION): c for c in handlers}
         self._waiting: list[_Waiting] = []  # for the next batch to take (`_attempt`)
         self._running: set[_Batch] = set()
+        # A handler on its own holds a connection throughout. More of them than the pool lends
+        # would wait for one until the pool's timeout, which fails the attempt: they wait here.
+        self._alone = asyncio.Semaphore(settings.db_pool_size)
 
     async def process(self, delivery: Delivery) -> RetryLater | None:
         if delivery.addressed_to is not None and delivery.addressed_to != self.name:
@@ -136,7 +140,7 @@ class Consumer:
             )
             return None
         if outcome is None:  # not tried with others: on its own, in this task
-            async with self._engine.connect() as conn:
+            async with self._alone, self._engine.connect() as conn:
                 outcome = await self._try(conn, envelope, event)
         if isinstance(outcome, Exception):
             return await self._failed(delivery, envelope, attempt.number, outcome)
@@ -363,7 +367,7 @@ class _Batch:
     in its own task and transaction:
     - a message on its last attempt, so that the attempt still ends within HANDLER_TIMEOUT_S of
       its start (`_wait_for_previous`);
-    - the messages whose handlers have not begun when the transaction is `_TOGETHER_FOR_S` old:
+    - the messages whose handlers have not begun when a handler has run for `_SLOW_HANDLER_S`:
       they go at once, so a slow handler holds up no other (different keys run side by side);
     - after a handler fails: its error is its message's outcome (the handler ran once for that
       attempt), the transaction rolls back, and the others go, those before it to run again;
@@ -397,14 +401,8 @@ class _Batch:
         async with consumer._engine.connect() as conn:
             self.attempts = await consumer._record_attempts(conn, [m.envelope.id for m in self.members])
             together = [m for m in self.members if self._due(m) and not self._last(m)]
-            if len(together) < 2:
-                return
-            loop = asyncio.get_running_loop()
-            release = loop.call_later(_TOGETHER_FOR_S, self._release, together)
-            try:
+            if len(together) >= 2:
                 self._tried = await self._try_together(conn, together)
-            finally:
-                release.cancel()
 
     async def _try_together(
         self, conn: AsyncConnection, together: list[_Waiting]
@@ -417,6 +415,7 @@ class _Batch:
         settled by then had its effect elsewhere, so this transaction must not commit.
         """
         consumer = self._consumer
+        loop = asyncio.get_running_loop()
         handled: list[UUID] = []
         running: UUID | None = None
         try:
@@ -427,8 +426,12 @@ class _Batch:
                             continue  # released to run on its own, or its delivery was cancelled
                         running = member.envelope.id
                         self._begun.add(running)
-                        with _context(member.envelope):
-                            await consumer._run_handler(session, member.envelope, member.event)
+                        release = loop.call_later(_SLOW_HANDLER_S, self._release, together)
+                        try:
+                            with _context(member.envelope):
+                                await consumer._run_handler(session, member.envelope, member.event)
+                        finally:
+                            release.cancel()
                         handled.append(running)
                         running = None
                     if len(await inbox.settle_all(session, consumer.name, handled)) < len(handled):
@@ -477,13 +480,19 @@ def _ids(message_ids: Collection[UUID]) -> list[str]:
     return [str(message_id) for message_id in message_ids]
 
 
-def _context(envelope: Envelope) -> AbstractContextManager[None]:
-    """What each log line about the message carries."""
-    return structlog.contextvars.bound_contextvars(
+@contextmanager
+def _context(envelope: Envelope) -> Iterator[None]:
+    """What each log line about the message carries. Restored by the bindings' tokens: structlog's
+    `bound_contextvars` reads the whole context to restore it, a cost on every message."""
+    tokens = structlog.contextvars.bind_contextvars(
         correlation_id=envelope.correlation_id,
         message_id=str(envelope.id),
         event_type=envelope.type,
     )
+    try:
+        yield
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
 
 
 def _check_handlers(handlers: Mapping[type[Contract], Handler]) -> None:
