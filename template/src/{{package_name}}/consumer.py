@@ -8,8 +8,8 @@ cancelled task) means "not done": the adapter must leave the message to be deliv
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -83,9 +83,7 @@ class Consumer:
         self._contracts = {(c.EVENT_TYPE, c.SCHEMA_VERSION): c for c in handlers}
         self._waiting: list[_Waiting] = []  # for the next batch to take (`_attempt`)
         self._running: set[_Batch] = set()
-        # A handler on its own holds a connection throughout. More of them than the pool lends
-        # would wait for one until the pool's timeout, which fails the attempt: they wait here.
-        self._alone = asyncio.Semaphore(settings.db_pool_size)
+        self._alone = asyncio.Semaphore(settings.db_pool_size)  # see `_connection_of_its_own`
 
     async def process(self, delivery: Delivery) -> RetryLater | None:
         if delivery.addressed_to is not None and delivery.addressed_to != self.name:
@@ -140,7 +138,7 @@ class Consumer:
             )
             return None
         if outcome is None:  # not tried with others: on its own, in this task
-            async with self._alone, self._engine.connect() as conn:
+            async with self._connection_of_its_own(envelope) as conn:
                 outcome = await self._try(conn, envelope, event)
         if isinstance(outcome, Exception):
             return await self._failed(delivery, envelope, attempt.number, outcome)
@@ -208,6 +206,23 @@ class Consumer:
     def _take_waiting(self) -> list[_Waiting]:
         waiting, self._waiting = self._waiting, []
         return waiting
+
+    @asynccontextmanager
+    async def _connection_of_its_own(self, envelope: Envelope) -> AsyncIterator[AsyncConnection]:
+        """A handler on its own holds a connection throughout. More of them than the pool lends
+        would wait for one until the pool's timeout, which fails the attempt: they wait here, at
+        most DB_POOL_SIZE at once. Cancelled meanwhile (a shutdown, a broker's job timeout), the
+        attempt is given back, as in the handler: it never began."""
+        try:
+            await self._alone.acquire()
+        except asyncio.CancelledError:
+            await self._give_back([envelope.id])
+            raise
+        try:
+            async with self._engine.connect() as conn:
+                yield conn
+        finally:
+            self._alone.release()
 
     async def _try(self, conn: AsyncConnection, envelope: Envelope, event: Contract) -> bool | Exception:
         """Run the handler; its error is returned, not raised."""
