@@ -430,7 +430,6 @@ class _Batch:
         settled by then had its effect elsewhere, so this transaction must not commit.
         """
         consumer = self._consumer
-        loop = asyncio.get_running_loop()
         handled: list[UUID] = []
         running: UUID | None = None
         try:
@@ -441,12 +440,8 @@ class _Batch:
                             continue  # released to run on its own, or its delivery was cancelled
                         running = member.envelope.id
                         self._begun.add(running)
-                        release = loop.call_later(_SLOW_HANDLER_S, self._release, together)
-                        try:
-                            with _context(member.envelope):
-                                await consumer._run_handler(session, member.envelope, member.event)
-                        finally:
-                            release.cancel()
+                        with self._others_go_if_slow(together), _context(member.envelope):
+                            await consumer._run_handler(session, member.envelope, member.event)
                         handled.append(running)
                         running = None
                     if len(await inbox.settle_all(session, consumer.name, handled)) < len(handled):
@@ -455,6 +450,16 @@ class _Batch:
             log.info("messages_tried_alone", message_ids=_ids(handled), error=describe(exc))
             return {} if running is None else {running: exc}
         return dict.fromkeys(handled, True)
+
+    @contextmanager
+    def _others_go_if_slow(self, together: list[_Waiting]) -> Iterator[None]:
+        """While a handler runs: once it has run for `_SLOW_HANDLER_S`, the members whose
+        handlers have not begun go on their own."""
+        release = asyncio.get_running_loop().call_later(_SLOW_HANDLER_S, self._release, together)
+        try:
+            yield
+        finally:
+            release.cancel()
 
     def _release(self, together: list[_Waiting]) -> None:
         assert self.attempts is not None
